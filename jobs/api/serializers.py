@@ -1,0 +1,177 @@
+"""camelCase JSON in and out. Input is strict: wrong JSON types and unknown fields are errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from jobs.models import LIMITS, Job, JobEvent
+from jobs.services import JobSpec
+
+MAX_BATCH = 1000
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer JSON number only: no strings, no booleans, no fractions."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, float) and data.is_integer():
+            data = int(data)
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number only."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false only (DRF's own field also takes "yes", 1, ...)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only (DRF's own field turns 123 into "123")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if "\x00" in data:
+            raise serializers.ValidationError("Must not contain NUL characters.", code="invalid")
+        return super().to_internal_value(data)
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """RFC 3339: a string with an explicit UTC offset (a naive time is ambiguous)."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            self.fail("invalid", format="RFC 3339")
+        parsed = super().to_internal_value(value)
+        if not any(value.endswith(z) for z in ("Z", "z")) and value[-6:-5] not in ("+", "-"):
+            raise serializers.ValidationError("Must include a UTC offset (Z or +hh:mm).", code="invalid")
+        return parsed
+
+
+def _bounded(field_class: type, limit: str, **kwargs: Any) -> serializers.Field:
+    low, high = LIMITS[limit]
+    return field_class(required=False, min_value=low, max_value=high, **kwargs)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so a typo never silently falls back to a default."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
+                        for name in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+class JobCreateSerializer(StrictSerializer):
+    """Body of POST /jobs (and each item of POST /jobs/batch)."""
+
+    jobType = StrictCharField(max_length=200)
+    payload = serializers.JSONField(required=False, default=dict)
+    queue = StrictCharField(required=False, max_length=100)
+    idempotencyKey = StrictCharField(required=False, max_length=255)
+    priority = _bounded(StrictIntegerField, "priority")
+    runAt = AwareDateTimeField(required=False)
+    delay = _bounded(StrictIntegerField, "delay_ms")
+    maxAttempts = _bounded(StrictIntegerField, "max_attempts")
+    initialDelay = _bounded(StrictIntegerField, "initial_delay_ms")
+    backoff = _bounded(StrictFloatField, "backoff")
+    maxDelay = _bounded(StrictIntegerField, "max_delay_ms")
+    jitter = StrictBooleanField(required=False)
+    timeout = _bounded(StrictIntegerField, "timeout_ms", allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "runAt" in attrs and "delay" in attrs:
+            raise serializers.ValidationError({"delay": ["Give runAt or delay, not both."]})
+        return attrs
+
+    @staticmethod
+    def to_spec(data: dict[str, Any], *, traceparent: str = "") -> JobSpec:
+        """The validated body as the service's JobSpec."""
+        return JobSpec(
+            job_type=data["jobType"],
+            payload=data.get("payload", {}),
+            queue=data.get("queue"),
+            priority=data.get("priority", 0),
+            idempotency_key=data.get("idempotencyKey"),
+            run_at=data.get("runAt"),
+            delay_ms=data.get("delay"),
+            max_attempts=data.get("maxAttempts"),
+            initial_delay_ms=data.get("initialDelay"),
+            backoff=data.get("backoff"),
+            max_delay_ms=data.get("maxDelay"),
+            jitter=data.get("jitter"),
+            timeout_ms=data.get("timeout"),
+            traceparent=traceparent,
+        )
+
+
+class JobBatchSerializer(StrictSerializer):
+    """Body of POST /jobs/batch: up to 1,000 jobs, validated all or nothing."""
+
+    jobs = JobCreateSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)
+
+
+class CamelModelSerializer(serializers.ModelSerializer):
+    """Renames model fields to camelCase (``RENAMES`` for the ones that also drop a unit)."""
+
+    RENAMES: dict[str, str] = {}
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = {}
+        for name, field in super().get_fields().items():
+            camel = self.RENAMES.get(name) or "".join(
+                part if i == 0 else part.capitalize() for i, part in enumerate(name.split("_"))
+            )
+            if camel != name:
+                field.source = name
+            fields[camel] = field
+        return fields
+
+
+class JobSerializer(CamelModelSerializer):
+    """The job representation of DESIGN.md §7 (durations in ms)."""
+
+    RENAMES = {"initial_delay_ms": "initialDelay", "max_delay_ms": "maxDelay", "timeout_ms": "timeout"}
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "queue", "job_type", "payload", "state", "priority", "attempt_count",
+            "max_attempts", "initial_delay_ms", "backoff", "max_delay_ms", "jitter", "timeout_ms",
+            "idempotency_key", "run_at", "next_run_at", "queued_at", "started_at", "finished_at",
+            "lease_owner", "lease_expires_at", "last_error", "result", "cancel_requested",
+            "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class JobEventSerializer(CamelModelSerializer):
+    """One entry of a job's history."""
+
+    class Meta:
+        model = JobEvent
+        fields = ["id", "job_id", "type", "at", "attempt", "worker_id", "details"]
+        read_only_fields = fields

@@ -1,0 +1,167 @@
+"""The jobs and queues API: thin views over jobs.services (writes) and jobs.selectors (reads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from django.db import connection
+from django.db.utils import DatabaseError
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import selectors, services
+from jobs.api.serializers import JobBatchSerializer, JobCreateSerializer, JobEventSerializer, JobSerializer
+from jobs.errors import DependencyNotReady, JobValidationError
+from jobs.selectors import JobFilter
+from jobs.states import JobState
+from workers import broker
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise JobValidationError(f"{name} must be an integer.", {name: ["Must be an integer."]}) from None
+
+
+def _page_bounds(request: Request) -> tuple[int, int]:
+    """limit defaults to 50 and clamps to 1..200; a negative offset counts as 0."""
+    limit = min(max(_int_param(request, "limit", DEFAULT_LIMIT), 1), MAX_LIMIT)
+    return limit, max(_int_param(request, "offset", 0), 0)
+
+
+def _state_param(request: Request) -> str | None:
+    raw = request.query_params.get("state") or request.query_params.get("status")
+    if not raw:
+        return None
+    if raw.upper() not in JobState.values:
+        raise JobValidationError(
+            f"Unknown state {raw!r}.", {"state": [f"Must be one of {', '.join(JobState.values)}."]}
+        )
+    return raw.upper()
+
+
+def _page(request: Request, flt: JobFilter) -> Response:
+    limit, offset = _page_bounds(request)
+    jobs, total = selectors.job_page(flt, limit=limit, offset=offset)
+    return Response(
+        {"items": JobSerializer(jobs, many=True).data, "total": total, "limit": limit, "offset": offset}
+    )
+
+
+def _job_or_404(pk: str) -> Any:
+    job = selectors.get_job(pk)
+    if job is None:
+        raise NotFound("No job with this id.")
+    return job
+
+
+def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class JobViewSet(viewsets.ViewSet):
+    """Submit jobs, list them, read one and its history."""
+
+    lookup_value_regex = "[^/]+"
+
+    def list(self, request: Request) -> Response:
+        flt = JobFilter(
+            state=_state_param(request),
+            queue=request.query_params.get("queue") or None,
+            job_type=request.query_params.get("jobType") or None,
+            q=request.query_params.get("q") or None,
+        )
+        return _page(request, flt)
+
+    def create(self, request: Request) -> Response:
+        data = _validated(JobCreateSerializer, request.data)
+        header_key = request.headers.get("Idempotency-Key")
+        if header_key is not None:
+            if data.get("idempotencyKey", header_key) != header_key:
+                raise JobValidationError(
+                    "The Idempotency-Key header and idempotencyKey differ.",
+                    {"idempotencyKey": ["Differs from the Idempotency-Key header."]},
+                )
+            data["idempotencyKey"] = header_key  # the service checks its length and content
+        result = services.enqueue_jobs([JobCreateSerializer.to_spec(data)])[0]
+        body = JobSerializer(result.job).data
+        if not result.created:
+            return Response(body, status=status.HTTP_200_OK, headers={"Idempotent-Replayed": "true"})
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/jobs/{result.job.id}"})
+
+    @action(detail=False, methods=["post"])
+    def batch(self, request: Request) -> Response:
+        data = _validated(JobBatchSerializer, request.data)
+        results = services.enqueue_jobs([JobCreateSerializer.to_spec(item) for item in data["jobs"]])
+        created = sum(r.created for r in results)
+        return Response(
+            {
+                "items": JobSerializer([r.job for r in results], many=True).data,
+                "created": created,
+                "replayed": len(results) - created,
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(JobSerializer(_job_or_404(pk)).data)
+
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk: str) -> Response:
+        events = selectors.job_events(_job_or_404(pk))
+        return Response({"items": JobEventSerializer(events, many=True).data})
+
+
+class QueueViewSet(viewsets.ViewSet):
+    """Queues and their jobs."""
+
+    lookup_value_regex = "[^/]+"
+
+    def list(self, request: Request) -> Response:
+        return Response({"items": selectors.queue_summaries()})
+
+    @action(detail=True, methods=["get"])
+    def jobs(self, request: Request, pk: str) -> Response:
+        return _page(request, JobFilter(state=_state_param(request), queue=pk))
+
+
+class HealthView(APIView):
+    """Liveness: the process answers."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
+
+
+class ReadyView(APIView):
+    """Readiness: Postgres and Redis both answer; 503 dependency_not_ready names which not."""
+
+    def get(self, request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            checks["postgres"] = "ok"
+        except DatabaseError as exc:
+            checks["postgres"] = f"error: {type(exc).__name__}"
+        try:
+            broker.client().ping()
+            checks["redis"] = "ok"
+        except redis.RedisError as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+        if any(v != "ok" for v in checks.values()):
+            raise DependencyNotReady("A dependency is not ready.", checks)
+        return Response({"status": "ready", "checks": checks})

@@ -1,0 +1,160 @@
+"""Job and JobEvent: the durable truth of every job (Redis only carries ids)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+from jobs.states import FINISHED_STATES, JobState
+
+MAX_DELAY_MS = 7 * 24 * 3600 * 1000  # one week: fits the int columns and any sane policy
+MAX_ATTEMPTS = 1000
+MAX_BACKOFF = 100.0
+MAX_RUN_DELAY_MS = 366 * 24 * 3600 * 1000  # how far ahead `delay` may schedule a job
+
+# Inclusive ranges of a job's numeric options: the API, the Python API and the CHECK
+# constraints below all use this one table.
+LIMITS: dict[str, tuple[float, float]] = {
+    "priority": (-100, 100),
+    "max_attempts": (1, MAX_ATTEMPTS),
+    "initial_delay_ms": (0, MAX_DELAY_MS),
+    "backoff": (1.0, MAX_BACKOFF),
+    "max_delay_ms": (0, MAX_DELAY_MS),
+    "timeout_ms": (1, MAX_DELAY_MS),
+    "delay_ms": (0, MAX_RUN_DELAY_MS),
+}
+
+
+def _range(field: str) -> Q:
+    low, high = LIMITS[field]
+    return Q(**{f"{field}__gte": low, f"{field}__lte": high})
+
+
+def _in(field: str, values: object) -> Q:
+    return Q(**{f"{field}__in": sorted(str(v) for v in values)})  # type: ignore[attr-defined]
+
+
+class Job(models.Model):
+    """One unit of work; every write goes through jobs.services with a guarded UPDATE."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    queue = models.CharField(max_length=100)
+    job_type = models.CharField(max_length=200)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING)
+    priority = models.SmallIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    attempt_count = models.IntegerField(default=0)
+    max_attempts = models.IntegerField(default=5)
+    initial_delay_ms = models.IntegerField(default=1000)
+    backoff = models.FloatField(default=2.0)
+    max_delay_ms = models.IntegerField(default=60_000)
+    jitter = models.BooleanField(default=False)
+    timeout_ms = models.IntegerField(null=True, blank=True)
+    run_at = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=200, null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    last_error = models.TextField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    traceparent = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "jobs"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="jobs_idempotency_key_per_queue",
+            ),
+            models.CheckConstraint(condition=_in("state", JobState), name="jobs_state_valid"),
+            models.CheckConstraint(condition=_range("priority"), name="jobs_priority_range"),
+            models.CheckConstraint(condition=_range("max_attempts"), name="jobs_max_attempts_range"),
+            models.CheckConstraint(condition=Q(attempt_count__gte=0), name="jobs_attempt_count_range"),
+            models.CheckConstraint(
+                condition=_range("initial_delay_ms") & _range("max_delay_ms"), name="jobs_delay_range"
+            ),
+            models.CheckConstraint(condition=_range("backoff"), name="jobs_backoff_range"),
+            models.CheckConstraint(
+                condition=Q(timeout_ms__isnull=True) | _range("timeout_ms"), name="jobs_timeout_range"
+            ),
+            # A lease exists exactly while the job runs: fencing depends on it.
+            models.CheckConstraint(
+                condition=(
+                    Q(state=JobState.RUNNING)
+                    & Q(lease_token__isnull=False, lease_owner__isnull=False, lease_expires_at__isnull=False)
+                )
+                | (~Q(state=JobState.RUNNING) & Q(lease_token__isnull=True)),
+                name="jobs_lease_iff_running",
+            ),
+            models.CheckConstraint(
+                condition=~_in("state", {JobState.PENDING, JobState.RETRYING}) | Q(next_run_at__isnull=False),
+                name="jobs_waiting_has_next_run_at",
+            ),
+            models.CheckConstraint(
+                condition=(_in("state", FINISHED_STATES) & Q(finished_at__isnull=False))
+                | (~_in("state", FINISHED_STATES) & Q(finished_at__isnull=True)),
+                name="jobs_finished_at_iff_finished",
+            ),
+        ]
+        indexes = [
+            # promotion of due jobs (scheduler)
+            models.Index(
+                fields=["next_run_at"],
+                condition=_in("state", {JobState.PENDING, JobState.RETRYING}),
+                name="jobs_due_idx",
+            ),
+            # lease expiry (scheduler)
+            models.Index(
+                fields=["lease_expires_at"], condition=Q(state=JobState.RUNNING), name="jobs_lease_idx"
+            ),
+            # reconciliation sweep over QUEUED jobs missing from Redis
+            models.Index(
+                fields=["queued_at", "id"], condition=Q(state=JobState.QUEUED), name="jobs_queued_idx"
+            ),
+            # retention pruning
+            models.Index(
+                fields=["finished_at"],
+                condition=_in("state", {JobState.SUCCEEDED, JobState.CANCELED}),
+                name="jobs_finished_idx",
+            ),
+            # listings
+            models.Index(fields=["queue", "state", "created_at"], name="jobs_queue_state_created_idx"),
+            models.Index(fields=["created_at"], name="jobs_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_type} {self.id} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+
+class JobEvent(models.Model):
+    """Append-only history: one row per transition, written in the transition's transaction."""
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=32)
+    at = models.DateTimeField(db_default=Now())
+    attempt = models.IntegerField(default=0)
+    worker_id = models.CharField(max_length=200, null=True, blank=True)
+    details = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "job_events"
+        indexes = [models.Index(fields=["job", "id"], name="job_events_job_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.job_id}"

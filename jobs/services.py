@@ -1,0 +1,389 @@
+"""Every write to a job. Views, admin actions, runworker and runscheduler all call these.
+
+Each transition is one guarded statement (jobs/sql.py) that writes its events in the same
+transaction; Redis is told only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from jobs import sql
+from jobs.errors import IdempotencyKeyReused, JobValidationError, PayloadTooLarge, UnknownJobType
+from jobs.models import LIMITS, Job
+from jobs.retry import RetryPolicy, decide_retry
+from jobs.states import JobState
+from taskforge_site.env import QUEUE_NAME_RE
+from workers import broker
+from workers.registry import get_handler
+
+MAX_JSON_DEPTH = 64
+MAX_ERROR_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 8_000
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job to enqueue. None means: the handler's default, else the settings' default."""
+
+    job_type: str
+    payload: Any = field(default_factory=dict)
+    queue: str | None = None
+    priority: int = 0
+    idempotency_key: str | None = None
+    run_at: datetime | None = None
+    delay_ms: int | None = None
+    max_attempts: int | None = None
+    initial_delay_ms: int | None = None
+    backoff: float | None = None
+    max_delay_ms: int | None = None
+    jitter: bool | None = None
+    timeout_ms: int | None = None
+    traceparent: str = ""
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    """The job, and whether this call created it (False: an idempotent repeat)."""
+
+    job: Job
+    created: bool
+
+
+def _json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why Postgres' jsonb would refuse this value, if it would."""
+    if depth > MAX_JSON_DEPTH:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    if isinstance(value, str):
+        return "contains a NUL character" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _json_problem(key, depth + 1) or _json_problem(item, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = _json_problem(item, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def dump_json(value: Any, what: str, limit: int) -> str:
+    """Serialises a payload or result for jsonb, refusing what Postgres or the limit would."""
+    problem = _json_problem(value)
+    if problem is None:
+        try:
+            text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            problem = f"is not JSON ({exc})"
+    if problem is not None:
+        raise JobValidationError(f"The {what} {problem}.", {what: [problem]})
+    size = len(text.encode())
+    if size > limit:
+        raise PayloadTooLarge(
+            f"The {what} is {size} bytes; the limit is {limit}.", {"size": size, "limit": limit}
+        )
+    return text
+
+
+def _check_range(name: str, value: Any, problems: dict[str, str]) -> None:
+    if value is None:
+        return
+    low, high = LIMITS[name]
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not is_number or (isinstance(low, int) and not isinstance(value, int)):
+        problems[name] = "has the wrong type"
+    elif not low <= value <= high:
+        problems[name] = f"must be between {low:g} and {high:g}"
+
+
+def _resolve(spec: JobSpec) -> dict[str, Any]:
+    """Validates one spec and fills its defaults; raises the first kind of problem found."""
+    handler = get_handler(spec.job_type) if isinstance(spec.job_type, str) else None
+    if handler is None:
+        raise UnknownJobType(f"Unknown job type {spec.job_type!r}.", {"jobType": spec.job_type})
+    problems: dict[str, str] = {}
+    for name in LIMITS:
+        _check_range(name, getattr(spec, name), problems)
+    queue = spec.queue or handler.queue or settings.TASKFORGE.queue_name
+    if not isinstance(queue, str) or not QUEUE_NAME_RE.match(queue):
+        problems["queue"] = "must be 1-100 letters, digits or _.:-"
+    key = spec.idempotency_key
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255 or "\x00" in key):
+        problems["idempotency_key"] = "must be 1-255 characters"
+    if spec.run_at is not None and spec.delay_ms is not None:
+        problems["run_at"] = "give run_at or delay, not both"
+    if spec.run_at is not None and (not isinstance(spec.run_at, datetime) or spec.run_at.tzinfo is None):
+        problems["run_at"] = "must be a timezone-aware datetime"
+    if spec.jitter is not None and not isinstance(spec.jitter, bool):
+        problems["jitter"] = "must be a boolean"
+    if len(spec.traceparent) > 64:
+        problems["traceparent"] = "must be at most 64 characters"
+    if problems:
+        raise JobValidationError("Invalid job.", problems)
+    cfg = settings.TASKFORGE
+    defaults = RetryPolicy(max_attempts=cfg.default_max_attempts)
+
+    def pick(name: str) -> Any:
+        for value in (getattr(spec, name), getattr(handler, name)):
+            if value is not None:
+                return value
+        return getattr(defaults, name, None)
+
+    return {
+        "id": uuid.uuid4(),
+        "queue": queue,
+        "job_type": spec.job_type,
+        "payload": dump_json(spec.payload, "payload", cfg.max_payload_bytes),
+        "priority": spec.priority,
+        "key": key,
+        "max_attempts": pick("max_attempts"),
+        "initial_delay": pick("initial_delay_ms"),
+        "backoff": float(pick("backoff")),
+        "max_delay": pick("max_delay_ms"),
+        "jitter": pick("jitter"),
+        "timeout": pick("timeout_ms"),
+        "run_at": spec.run_at,
+        "delay": spec.delay_ms,
+        "traceparent": spec.traceparent,
+    }
+
+
+def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
+    """Enqueues a batch atomically (all or nothing) in one INSERT; results in input order.
+
+    Inside the caller's transaction.atomic() the jobs commit with the caller's writes, and
+    reach Redis only after that commit (never for a rolled-back transaction).
+    """
+    rows = []
+    for index, spec in enumerate(specs):
+        try:
+            rows.append(_resolve(spec))
+        except JobValidationError as exc:
+            if len(specs) == 1:
+                raise
+            raise type(exc)(f"Job {index}: {exc.message}", {str(index): exc.details}) from exc
+        except (UnknownJobType, PayloadTooLarge) as exc:
+            if len(specs) == 1:
+                raise
+            raise type(exc)(f"Job {index}: {exc.message}", {"index": index, **exc.details}) from exc
+    if not rows:
+        return []
+    params = {
+        "ids": [r["id"] for r in rows],
+        "queues": [r["queue"] for r in rows],
+        "job_types": [r["job_type"] for r in rows],
+        "payloads": [r["payload"] for r in rows],
+        "priorities": [r["priority"] for r in rows],
+        "keys": [r["key"] for r in rows],
+        "max_attempts": [r["max_attempts"] for r in rows],
+        "initial_delays": [r["initial_delay"] for r in rows],
+        "backoffs": [r["backoff"] for r in rows],
+        "max_delays": [r["max_delay"] for r in rows],
+        "jitters": [r["jitter"] for r in rows],
+        "timeouts": [r["timeout"] for r in rows],
+        "run_ats": [r["run_at"] for r in rows],
+        "delays": [r["delay"] for r in rows],
+        "traceparents": [r["traceparent"] for r in rows],
+    }
+    with transaction.atomic():
+        inserted = {job.id: job for job in Job.objects.raw(sql.ENQUEUE_JOBS, params)}
+        existing = _existing_for_skipped(rows, inserted)
+        results = []
+        for index, row in enumerate(rows):
+            if row["id"] in inserted:
+                results.append(EnqueueResult(inserted[row["id"]], created=True))
+                continue
+            job = existing[(row["queue"], row["key"])]
+            if job.job_type != row["job_type"] or job.payload != json.loads(row["payload"]):
+                raise IdempotencyKeyReused(
+                    "This idempotency key was used for a different job.",
+                    {"index": index, "jobId": str(job.id), "idempotencyKey": row["key"]},
+                )
+            results.append(EnqueueResult(job, created=False))
+        ready = [
+            broker.ReadyJob(job.id, job.queue, job.priority, job.queued_at)
+            for job in inserted.values()
+            if job.state == JobState.QUEUED
+        ]
+        if ready:
+            transaction.on_commit(lambda: broker.publish_quietly(ready))
+    return results
+
+
+def _existing_for_skipped(rows: list[dict[str, Any]], inserted: Mapping[uuid.UUID, Job]) -> dict:
+    """The jobs that already held the idempotency keys of the rows the INSERT skipped."""
+    wanted = {(r["queue"], r["key"]) for r in rows if r["id"] not in inserted}
+    if not wanted:
+        return {}
+    match = Q()
+    for queue, key in wanted:
+        match |= Q(queue=queue, idempotency_key=key)
+    return {(job.queue, job.idempotency_key): job for job in Job.objects.filter(match)}
+
+
+def enqueue_job(job_type: str, payload: Any = None, **options: Any) -> EnqueueResult:
+    """Enqueues one job: ``enqueue_job("email.send", {"to": ...}, queue="mail", delay_ms=500)``.
+
+    Options are JobSpec's fields. Transactional with the caller's atomic() block, like
+    enqueue_jobs.
+    """
+    spec = JobSpec(job_type=job_type, payload={} if payload is None else payload, **options)
+    return enqueue_jobs([spec])[0]
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this worker holds the lease on (fenced by `lease_token`)."""
+
+    id: uuid.UUID
+    queue: str
+    job_type: str
+    payload: Any
+    attempt: int
+    policy: RetryPolicy
+    timeout_ms: int | None
+    lease_token: uuid.UUID
+    queued_at: datetime
+    started_at: datetime
+    traceparent: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ClaimedJob:
+        payload = row["payload"]
+        return cls(
+            id=row["id"],
+            queue=row["queue"],
+            job_type=row["job_type"],
+            payload=json.loads(payload) if isinstance(payload, str) else payload,
+            attempt=row["attempt_count"],
+            policy=RetryPolicy(
+                row["max_attempts"],
+                row["initial_delay_ms"],
+                row["backoff"],
+                row["max_delay_ms"],
+                row["jitter"],
+            ),
+            timeout_ms=row["timeout_ms"],
+            lease_token=row["lease_token"],
+            queued_at=row["queued_at"],
+            started_at=row["started_at"],
+            traceparent=row["traceparent"],
+        )
+
+
+def claim_jobs(*, worker_id: str, ids: Sequence[uuid.UUID], lease_seconds: float) -> list[ClaimedJob]:
+    """QUEUED -> RUNNING for the ids still claimable, in one statement; others are dropped."""
+    if not ids:
+        return []
+    rows = sql.fetch(
+        sql.CLAIM_JOBS, {"worker": worker_id, "ids": list(ids), "lease_ms": int(lease_seconds * 1000)}
+    )
+    return [ClaimedJob.from_row(row) for row in rows]
+
+
+def renew_leases(*, held: Mapping[uuid.UUID, uuid.UUID], lease_seconds: float) -> dict[uuid.UUID, bool]:
+    """The heartbeat: renews every held lease (id -> token) at once.
+
+    Returns the ids still held, each with its cancel_requested flag; the rest were lost.
+    """
+    if not held:
+        return {}
+    rows = sql.fetch(
+        sql.RENEW_LEASES,
+        {"ids": list(held), "tokens": list(held.values()), "lease_ms": int(lease_seconds * 1000)},
+    )
+    return {row["id"]: row["cancel_requested"] for row in rows}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended, ready to settle."""
+
+    job_id: uuid.UUID
+    lease_token: uuid.UUID
+    state: str
+    result: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    delay_ms: int | None = None
+    reason: str | None = None
+
+    @classmethod
+    def success(cls, job: ClaimedJob, result: Any) -> Outcome:
+        """SUCCEEDED with its result; a result jsonb cannot hold is a permanent failure."""
+        try:
+            text = dump_json(result, "result", settings.TASKFORGE.max_payload_bytes)
+        except (JobValidationError, PayloadTooLarge) as exc:
+            return cls.failure(job, exc, permanent=True)
+        return cls(job.id, job.lease_token, JobState.SUCCEEDED, result=text)
+
+    @classmethod
+    def failure(cls, job: ClaimedJob, error: BaseException, *, permanent: bool) -> Outcome:
+        """RETRYING with backoff, or DLQ when permanent or out of attempts."""
+        decision = decide_retry(job.policy, attempt=job.attempt, permanent=permanent)
+        message = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        trace = "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
+        if decision.dead_letter:
+            reason = "permanent error" if permanent else "attempts exhausted"
+            return cls(job.id, job.lease_token, JobState.DLQ, error=message, traceback=trace, reason=reason)
+        return cls(
+            job.id,
+            job.lease_token,
+            JobState.RETRYING,
+            error=message,
+            traceback=trace,
+            delay_ms=decision.delay_ms,
+        )
+
+    @classmethod
+    def cancelled(cls, job: ClaimedJob) -> Outcome:
+        """The handler stopped because an operator cancelled the job."""
+        return cls(job.id, job.lease_token, JobState.CANCELED)
+
+
+def settle_jobs(*, worker_id: str, outcomes: Sequence[Outcome]) -> dict[uuid.UUID, str]:
+    """Settles a batch of attempts in one fenced statement; returns id -> new state.
+
+    Outcomes missing from the result were fenced off (the lease was lost): the caller drops
+    them, because another attempt owns the job now.
+    """
+    if not outcomes:
+        return {}
+    rows = sql.fetch(
+        sql.SETTLE_JOBS,
+        {
+            "worker": worker_id,
+            "ids": [o.job_id for o in outcomes],
+            "tokens": [o.lease_token for o in outcomes],
+            "states": [str(o.state) for o in outcomes],
+            "results": [o.result for o in outcomes],
+            "errors": [o.error for o in outcomes],
+            "tracebacks": [o.traceback for o in outcomes],
+            "delays": [o.delay_ms for o in outcomes],
+            "reasons": [o.reason for o in outcomes],
+        },
+    )
+    return {row["id"]: row["state"] for row in rows}
+
+
+def release_jobs(*, worker_id: str, held: Mapping[uuid.UUID, uuid.UUID]) -> int:
+    """Graceful shutdown: RUNNING -> QUEUED without counting the attempt; re-publishes them."""
+    if not held:
+        return 0
+    rows = sql.fetch(
+        sql.RELEASE_JOBS, {"worker": worker_id, "ids": list(held), "tokens": list(held.values())}
+    )
+    broker.publish_quietly([broker.ReadyJob.from_row(r) for r in rows if r["state"] == JobState.QUEUED])
+    return len(rows)

@@ -1,0 +1,264 @@
+"""The named hot-path SQL. Everything else uses the ORM.
+
+Each statement is one round trip and one transaction (autocommit) for a whole batch: arrays go
+in through ``unnest``, so the statement text never changes with the batch size. Every
+state change is guarded in the statement itself (``WHERE state = ... AND lease_token = ...``)
+and writes its ``job_events`` rows in the same statement. Keep the event names in sync with
+DESIGN.md §3 and the state table in jobs/states.py (the trigger refuses anything else).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.db import connection
+
+# Columns the worker needs to run a job; keep in sync with workers.runtime.ClaimedJob.
+_CLAIMED_COLUMNS = """id, queue, job_type, payload, attempt_count, max_attempts, initial_delay_ms,
+    backoff, max_delay_ms, jitter, timeout_ms, lease_token, queued_at, started_at, traceparent"""
+
+# Enough to put a job back in its Redis ready queue.
+_READY_COLUMNS = "id, queue, priority, queued_at"
+
+# -- enqueue_jobs --
+# Inserts a batch of jobs plus their `created` events. A job is QUEUED when due now by the
+# database clock (the one clock every process agrees on), else PENDING until next_run_at.
+# A row whose (queue, idempotency_key) exists is skipped by the partial unique index
+# jobs_idempotency_key_per_queue; the caller looks those up (concurrent inserts wait here).
+ENQUEUE_JOBS = """
+WITH input AS (
+  SELECT i.*, coalesce(i.run_at_in, now() + i.delay_ms * interval '1 millisecond') AS due_at
+  FROM unnest(%(ids)s::uuid[], %(queues)s::text[], %(job_types)s::text[], %(payloads)s::text[],
+              %(priorities)s::int[], %(keys)s::text[], %(max_attempts)s::int[],
+              %(initial_delays)s::int[], %(backoffs)s::float8[], %(max_delays)s::int[],
+              %(jitters)s::bool[], %(timeouts)s::int[], %(run_ats)s::timestamptz[],
+              %(delays)s::bigint[], %(traceparents)s::text[])
+    AS i(id, queue, job_type, payload, priority, idempotency_key, max_attempts, initial_delay_ms,
+         backoff, max_delay_ms, jitter, timeout_ms, run_at_in, delay_ms, traceparent)
+), inserted AS (
+  INSERT INTO jobs (id, queue, job_type, payload, state, priority, idempotency_key, attempt_count,
+                    max_attempts, initial_delay_ms, backoff, max_delay_ms, jitter, timeout_ms,
+                    run_at, next_run_at, queued_at, cancel_requested, traceparent,
+                    created_at, updated_at)
+  SELECT id, queue, job_type, payload::jsonb,
+         CASE WHEN due_at IS NULL OR due_at <= now() THEN 'QUEUED' ELSE 'PENDING' END,
+         priority, idempotency_key, 0, max_attempts, initial_delay_ms, backoff, max_delay_ms,
+         jitter, timeout_ms, due_at,
+         CASE WHEN due_at > now() THEN due_at END,
+         CASE WHEN due_at IS NULL OR due_at <= now() THEN now() END,
+         false, traceparent, now(), now()
+  FROM input
+  ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  RETURNING *
+), events AS (
+  INSERT INTO job_events (job_id, type, at, attempt, details)
+  SELECT id, 'created', now(), 0, jsonb_build_object('state', state) FROM inserted
+)
+SELECT * FROM inserted
+"""
+
+# -- claim_jobs --
+# Claims the popped ids that are still QUEUED. No SKIP LOCKED needed: a concurrent claimer of
+# the same id blocks on the row, then re-checks `state = 'QUEUED'` and skips it, so no job is
+# ever claimed twice. Attempts are counted here, so a job that crashes its worker every time
+# still reaches the DLQ. Index: the primary key.
+CLAIM_JOBS = f"""
+WITH claimed AS (
+  UPDATE jobs SET state = 'RUNNING', attempt_count = attempt_count + 1,
+         lease_owner = %(worker)s, lease_token = gen_random_uuid(),
+         lease_expires_at = now() + %(lease_ms)s * interval '1 millisecond',
+         started_at = now(), updated_at = now()
+  WHERE id = ANY(%(ids)s::uuid[]) AND state = 'QUEUED'
+  RETURNING {_CLAIMED_COLUMNS}
+), events AS (
+  INSERT INTO job_events (job_id, type, at, attempt, worker_id, details)
+  SELECT id, 'claimed', now(), attempt_count, %(worker)s, '{{}}'::jsonb FROM claimed
+)
+SELECT {_CLAIMED_COLUMNS} FROM claimed
+"""
+
+# -- renew_leases --
+# One statement renews every lease a worker holds, fenced by token. Ids missing from the
+# result were lost (expired and requeued, dead-lettered, canceled); `cancel_requested` tells
+# the worker to stop a handler. Heartbeats write no events (they would flood the table).
+RENEW_LEASES = """
+UPDATE jobs j SET lease_expires_at = now() + %(lease_ms)s * interval '1 millisecond'
+FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS h(id, token)
+WHERE j.id = h.id AND j.state = 'RUNNING' AND j.lease_token = h.token
+RETURNING j.id, j.cancel_requested
+"""
+
+# Shared tail: a dead_letters row for every job that reached DLQ in `moved`.
+_DEAD_LETTER_UPSERT = """
+  INSERT INTO dead_letters (job_id, queue, job_type, payload, reason, last_error, attempts,
+                            failed_at, created_at, updated_at)
+  SELECT id, queue, job_type, payload, reason, last_error, attempt_count, now(), now(), now()
+  FROM moved WHERE state = 'DLQ'
+  ON CONFLICT (job_id) DO UPDATE SET reason = EXCLUDED.reason, last_error = EXCLUDED.last_error,
+    attempts = EXCLUDED.attempts, failed_at = EXCLUDED.failed_at, updated_at = EXCLUDED.updated_at
+"""
+
+# The event that records where a job went after a failed attempt or a lost lease.
+_OUTCOME_EVENT = """CASE state WHEN 'SUCCEEDED' THEN 'succeeded' WHEN 'RETRYING' THEN 'retry_scheduled'
+    WHEN 'DLQ' THEN 'dead_lettered' WHEN 'CANCELED' THEN 'canceled' ELSE 'queued' END"""
+
+# -- settle_jobs --
+# Settles a batch of finished attempts (success, retry, dead letter) in one statement. Fenced:
+# only rows still RUNNING under the same lease token move; a stale settle matches nothing and
+# is dropped by the caller. A job whose cancel was requested ends CANCELED, never SUCCEEDED.
+SETTLE_JOBS = f"""
+WITH outcome AS (
+  SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(states)s::text[],
+                       %(results)s::text[], %(errors)s::text[], %(tracebacks)s::text[],
+                       %(delays)s::bigint[], %(reasons)s::text[])
+    AS o(id, token, state, result, error, traceback, delay_ms, reason)
+), moved AS (
+  UPDATE jobs j SET
+    state = CASE WHEN j.cancel_requested THEN 'CANCELED' ELSE o.state END,
+    result = CASE WHEN o.state = 'SUCCEEDED' THEN o.result::jsonb ELSE j.result END,
+    last_error = coalesce(o.error, j.last_error),
+    next_run_at = CASE WHEN o.state = 'RETRYING' AND NOT j.cancel_requested
+                       THEN now() + o.delay_ms * interval '1 millisecond' END,
+    finished_at = CASE WHEN o.state = 'RETRYING' AND NOT j.cancel_requested THEN NULL ELSE now() END,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+  FROM outcome o
+  WHERE j.id = o.id AND j.state = 'RUNNING' AND j.lease_token = o.token
+  RETURNING j.id, j.state, j.queue, j.job_type, j.payload, j.attempt_count, j.last_error,
+            j.next_run_at, o.error, o.traceback, o.reason
+), events AS (
+  INSERT INTO job_events (job_id, type, at, attempt, worker_id, details)
+  SELECT id, 'failed', now(), attempt_count, %(worker)s,
+         jsonb_build_object('error', error, 'traceback', traceback)
+  FROM moved WHERE error IS NOT NULL
+  UNION ALL
+  SELECT id, {_OUTCOME_EVENT}, now(), attempt_count, %(worker)s,
+         jsonb_strip_nulls(jsonb_build_object('nextRunAt', next_run_at, 'reason',
+                           CASE WHEN state = 'DLQ' THEN reason END))
+  FROM moved
+), dead AS ({_DEAD_LETTER_UPSERT})
+SELECT id, state FROM moved
+"""
+
+# -- release_jobs --
+# Graceful shutdown: hands unfinished jobs back to the queue without counting the attempt.
+RELEASE_JOBS = f"""
+WITH moved AS (
+  UPDATE jobs j SET
+    state = CASE WHEN j.cancel_requested THEN 'CANCELED' ELSE 'QUEUED' END,
+    attempt_count = greatest(j.attempt_count - 1, 0),
+    queued_at = now(), finished_at = CASE WHEN j.cancel_requested THEN now() END,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+  FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS r(id, token)
+  WHERE j.id = r.id AND j.state = 'RUNNING' AND j.lease_token = r.token
+  RETURNING j.id, j.state, j.queue, j.priority, j.queued_at, j.attempt_count
+), events AS (
+  INSERT INTO job_events (job_id, type, at, attempt, worker_id, details)
+  SELECT id, CASE state WHEN 'CANCELED' THEN 'canceled' ELSE 'released' END, now(),
+         attempt_count, %(worker)s, '{{}}'::jsonb
+  FROM moved
+)
+SELECT {_READY_COLUMNS}, state FROM moved
+"""
+
+# -- promote_due_jobs --
+# PENDING/RETRYING jobs whose time has come become QUEUED. SKIP LOCKED lets several schedulers
+# promote at once without waiting on or double-promoting each other. Index: jobs_due_idx.
+PROMOTE_DUE_JOBS = f"""
+WITH due AS (
+  SELECT id FROM jobs
+  WHERE state IN ('PENDING', 'RETRYING') AND next_run_at <= now()
+  ORDER BY next_run_at LIMIT %(limit)s
+  FOR NO KEY UPDATE SKIP LOCKED
+), moved AS (
+  UPDATE jobs j SET state = 'QUEUED', queued_at = now(), updated_at = now()
+  FROM due WHERE j.id = due.id AND j.state IN ('PENDING', 'RETRYING')
+  RETURNING j.id, j.queue, j.priority, j.queued_at, j.attempt_count, j.traceparent
+), events AS (
+  INSERT INTO job_events (job_id, type, at, attempt, details)
+  SELECT id, 'queued', now(), attempt_count, '{{}}'::jsonb FROM moved
+)
+SELECT {_READY_COLUMNS}, traceparent FROM moved
+"""
+
+# -- expire_leases --
+# RUNNING jobs whose lease ran out (the worker died or hung) count a failed attempt: back to
+# QUEUED, or DLQ when attempts are exhausted, or CANCELED when a cancel was pending. The
+# guard re-checks the expiry under the row lock, so a lease renewed meanwhile is left alone.
+# Index: jobs_lease_idx.
+EXPIRE_LEASES = f"""
+WITH expired AS (
+  SELECT id, lease_owner FROM jobs
+  WHERE state = 'RUNNING' AND lease_expires_at < now()
+  ORDER BY lease_expires_at LIMIT %(limit)s
+  FOR NO KEY UPDATE SKIP LOCKED
+), moved AS (
+  UPDATE jobs j SET
+    state = CASE WHEN j.cancel_requested THEN 'CANCELED'
+                 WHEN j.attempt_count >= j.max_attempts THEN 'DLQ' ELSE 'QUEUED' END,
+    queued_at = now(),
+    finished_at = CASE WHEN j.cancel_requested OR j.attempt_count >= j.max_attempts
+                       THEN now() END,
+    last_error = 'lease expired',
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+  FROM expired e
+  WHERE j.id = e.id AND j.state = 'RUNNING' AND j.lease_expires_at < now()
+  RETURNING j.id, j.state, j.queue, j.priority, j.queued_at, j.job_type, j.payload,
+            j.attempt_count, j.last_error, e.lease_owner, 'attempts exhausted'::text AS reason
+), events AS (
+  INSERT INTO job_events (job_id, type, at, attempt, worker_id, details)
+  SELECT id, 'lease_expired', now(), attempt_count, lease_owner, '{{}}'::jsonb FROM moved
+  UNION ALL
+  SELECT id, {_OUTCOME_EVENT}, now(), attempt_count, NULL,
+         jsonb_strip_nulls(jsonb_build_object('reason', CASE WHEN state = 'DLQ' THEN reason END))
+  FROM moved
+), dead AS ({_DEAD_LETTER_UPSERT})
+SELECT {_READY_COLUMNS}, state FROM moved
+"""
+
+# -- queued_jobs_by_id --
+# Which of these ids are still QUEUED (stale in-flight ids go back to their ready queue).
+QUEUED_JOBS_BY_ID = f"""
+SELECT {_READY_COLUMNS} FROM jobs WHERE id = ANY(%(ids)s::uuid[]) AND state = 'QUEUED'
+"""
+
+# -- queued_jobs_page --
+# Keyset page over QUEUED jobs older than a grace period, for re-publishing after a Redis flush
+# and for the slow sweep that finds jobs whose publish was lost. Index: jobs_queued_idx.
+QUEUED_JOBS_PAGE = f"""
+SELECT {_READY_COLUMNS} FROM jobs
+WHERE state = 'QUEUED' AND queued_at < now() - %(grace_ms)s * interval '1 millisecond'
+  AND (queued_at, id) > (%(after_at)s::timestamptz, %(after_id)s::uuid)
+ORDER BY queued_at, id LIMIT %(limit)s
+"""
+
+# -- prune_finished_jobs --
+# Retention: deletes SUCCEEDED and CANCELED jobs finished before the cutoff, with their events,
+# a batch at a time. DLQ jobs stay until an operator replays or deletes them. The FKs are
+# deferred, so deleting events and jobs in one statement is consistent. Index: jobs_finished_idx.
+PRUNE_FINISHED_JOBS = """
+WITH doomed AS (
+  SELECT id FROM jobs
+  WHERE state IN ('SUCCEEDED', 'CANCELED') AND finished_at < now() - %(days)s * interval '1 day'
+  ORDER BY finished_at LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED
+), events AS (
+  DELETE FROM job_events WHERE job_id IN (SELECT id FROM doomed)
+)
+DELETE FROM jobs WHERE id IN (SELECT id FROM doomed) RETURNING id
+"""
+
+
+def fetch(query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Runs one named statement on this thread's connection and returns rows as dicts."""
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        if cursor.description is None:
+            return []
+        names = [col.name for col in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def column(rows: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
+    """One column of a batch, for an unnest() parameter."""
+    return [row[name] for row in rows]

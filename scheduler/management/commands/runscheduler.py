@@ -1,0 +1,32 @@
+"""`manage.py runscheduler`: promotion, lease expiry, Redis reconciliation and pruning."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from scheduler.runtime import run_scheduler
+
+
+class Command(BaseCommand):
+    help = "Run the TaskForge scheduler (several may run at once). SIGTERM/SIGINT stop it."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--tick-seconds", type=float, help="default: TASKFORGE_SCHEDULER_TICK_SECONDS")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cfg = settings.TASKFORGE
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        raise SystemExit(
+            run_scheduler(
+                tick_seconds=options["tick_seconds"] or cfg.scheduler_tick_seconds,
+                retention_days=cfg.retention_days,
+                stop=stop,
+            )
+        )

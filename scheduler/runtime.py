@@ -1,0 +1,57 @@
+"""The scheduler loop: one tick every TASKFORGE_SCHEDULER_TICK_SECONDS until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+from django.db import DatabaseError, connection
+
+from scheduler import services
+from scheduler.services import TickReport
+
+logger = logging.getLogger("taskforge.scheduler")
+
+
+def _step(name: str, func: Callable[[], int]) -> int:
+    """Runs one duty; a Postgres or Redis outage skips it this tick and never stops the loop."""
+    try:
+        return func()
+    except DatabaseError as exc:
+        logger.warning("database error; will retry next tick", extra={"step": name, "error": str(exc)})
+        try:
+            connection.close()  # reconnect on the next statement
+        except DatabaseError:
+            pass
+    except redis.RedisError as exc:
+        logger.warning("redis error; will retry next tick", extra={"step": name, "error": str(exc)})
+    return 0
+
+
+def tick(retention_days: int) -> TickReport:
+    """One pass over every duty. Re-sync runs first, so a flushed Redis is refilled at once."""
+    return TickReport(
+        resynced=_step("resync", services.resync_if_redis_lost),
+        promoted=_step("promote", services.promote_due_jobs),
+        expired=_step("expire", services.expire_leases),
+        inflight_returned=_step("inflight", services.return_stale_inflight),
+        swept=_step("sweep", services.sweep_unpublished),
+        pruned=_step("prune", lambda: services.prune_finished_jobs(retention_days)),
+    )
+
+
+def run_scheduler(*, tick_seconds: float, retention_days: int, stop: threading.Event) -> int:
+    """Ticks until `stop` is set; returns the exit code."""
+    logger.info("scheduler started", extra={"tick_seconds": tick_seconds})
+    while not stop.is_set():
+        started = time.monotonic()
+        report = tick(retention_days)
+        if report.any():
+            logger.info("tick", extra=vars(report))
+        stop.wait(max(tick_seconds - (time.monotonic() - started), 0))
+    connection.close()
+    logger.info("scheduler stopped")
+    return 0

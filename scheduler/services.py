@@ -1,0 +1,148 @@
+"""The scheduler's duties, each safe with several schedulers running at once.
+
+Every step is a guarded statement with SKIP LOCKED (Postgres) or an idempotent ZADD (Redis);
+the only lock is the one around a full re-publish, and that only saves duplicate work.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobs import sql
+from jobs.states import JobState
+from workers import broker, keys
+
+logger = logging.getLogger("taskforge.scheduler")
+
+BATCH = 1000
+MAX_BATCHES_PER_TICK = 20  # bounds one tick; a bigger backlog is caught up over the next ticks
+RESYNC_BATCH = 5000
+RESYNC_LOCK = "resync"
+RESYNC_LOCK_MS = 120_000
+STALE_INFLIGHT_MS = 10_000  # popped but never claimed for this long: the worker died
+SWEEP_GRACE_MS = 10_000  # a QUEUED job younger than this may still be on its way to Redis
+PRUNE_LOCK = "prune"
+PRUNE_EVERY_MS = 60_000
+_START = (datetime.fromisoformat("0001-01-01T00:00:00+00:00"), uuid.UUID(int=0))
+
+
+def _ready(rows: list[dict]) -> list[broker.ReadyJob]:
+    return [broker.ReadyJob.from_row(r) for r in rows if r.get("state", JobState.QUEUED) == JobState.QUEUED]
+
+
+def _in_batches(query: str) -> int:
+    """Runs a promote/expire statement until it runs dry (or the tick's budget is spent)."""
+    total = 0
+    for _ in range(MAX_BATCHES_PER_TICK):
+        rows = sql.fetch(query, {"limit": BATCH})
+        broker.publish_quietly(_ready(rows))
+        total += len(rows)
+        if len(rows) < BATCH:
+            break
+    return total
+
+
+def promote_due_jobs() -> int:
+    """PENDING/RETRYING jobs whose time has come -> QUEUED, then into their ready queues."""
+    return _in_batches(sql.PROMOTE_DUE_JOBS)
+
+
+def expire_leases() -> int:
+    """RUNNING jobs with an expired lease -> QUEUED (or DLQ / CANCELED); a failed attempt."""
+    return _in_batches(sql.EXPIRE_LEASES)
+
+
+def return_stale_inflight() -> int:
+    """Ids a worker popped and never claimed go back to their ready queue if still QUEUED."""
+    ids = broker.stale_inflight(STALE_INFLIGHT_MS, BATCH)
+    if not ids:
+        return 0
+    rows = sql.fetch(sql.QUEUED_JOBS_BY_ID, {"ids": ids})
+    broker.publish(_ready(rows))
+    broker.ack_inflight(ids)
+    return len(rows)
+
+
+def _queued_page(after: tuple[datetime, uuid.UUID], grace_ms: int, limit: int) -> list[dict]:
+    return sql.fetch(
+        sql.QUEUED_JOBS_PAGE,
+        {"grace_ms": grace_ms, "after_at": after[0], "after_id": after[1], "limit": limit},
+    )
+
+
+def resync_if_redis_lost() -> int:
+    """When Redis lost its data (no epoch), re-publishes every QUEUED job from Postgres."""
+    if broker.epoch_exists():
+        return 0
+    token = broker.acquire_lock(RESYNC_LOCK, RESYNC_LOCK_MS)
+    if token is None:
+        return 0  # another scheduler is on it
+    try:
+        total, after = 0, _START
+        while True:
+            rows = _queued_page(after, 0, RESYNC_BATCH)
+            broker.publish(_ready(rows))
+            total += len(rows)
+            if len(rows) < RESYNC_BATCH:
+                break
+            after = (rows[-1]["queued_at"], rows[-1]["id"])
+        if broker.set_epoch_if_locked(RESYNC_LOCK, token):
+            logger.info("redis re-synced from postgres", extra={"jobs": total})
+        return total
+    finally:
+        broker.release_lock(RESYNC_LOCK, token)
+
+
+def sweep_unpublished() -> int:
+    """Slow safety net: finds QUEUED jobs in neither a ready queue nor in flight, and publishes them.
+
+    Covers a publish lost between commit and Redis (a crash, a Redis blip) without a full
+    re-sync; walks the QUEUED jobs a page per tick, so its cost is bounded per tick.
+    """
+    r = broker.client()
+    raw = r.get(keys.RECONCILE_CURSOR)
+    after = _START
+    if raw:
+        at, _, job_id = raw.partition("|")
+        after = (datetime.fromisoformat(at), uuid.UUID(job_id))
+    rows = _queued_page(after, SWEEP_GRACE_MS, BATCH)
+    missing = broker.missing_from_redis(_ready(rows))
+    broker.publish(missing)
+    if len(rows) < BATCH:
+        r.delete(keys.RECONCILE_CURSOR)  # wrap around
+    else:
+        r.set(keys.RECONCILE_CURSOR, f"{rows[-1]['queued_at'].isoformat()}|{rows[-1]['id']}")
+    if missing:
+        logger.warning("re-published jobs missing from redis", extra={"jobs": len(missing)})
+    return len(missing)
+
+
+def prune_finished_jobs(retention_days: int) -> int:
+    """Deletes finished jobs past retention, at most once a minute across all schedulers."""
+    if retention_days <= 0 or broker.acquire_lock(PRUNE_LOCK, PRUNE_EVERY_MS) is None:
+        return 0
+    total = 0
+    for _ in range(MAX_BATCHES_PER_TICK):
+        deleted = len(sql.fetch(sql.PRUNE_FINISHED_JOBS, {"days": retention_days, "limit": BATCH}))
+        total += deleted
+        if deleted < BATCH:
+            break
+    return total
+
+
+@dataclass
+class TickReport:
+    """What one tick did."""
+
+    promoted: int = 0
+    expired: int = 0
+    inflight_returned: int = 0
+    resynced: int = 0
+    swept: int = 0
+    pruned: int = 0
+
+    def any(self) -> bool:
+        return any(vars(self).values())

@@ -1,0 +1,137 @@
+"""Django settings for TaskForge, built from the validated environment (taskforge_site.env)."""
+
+import os
+import sys
+from pathlib import Path
+
+from taskforge_site.env import ConfigError, load_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+try:
+    TASKFORGE = load_config(os.environ)
+except ConfigError as exc:  # fail before doing anything else, naming every bad variable
+    print(f"taskforge: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+SECRET_KEY = TASKFORGE.secret_key
+DEBUG = TASKFORGE.debug
+ALLOWED_HOSTS = TASKFORGE.allowed_hosts
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "jobs",
+    "dlq",
+    "scheduler",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "taskforge_site.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "taskforge_site.urls"
+WSGI_APPLICATION = "taskforge_site.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # UI_DIR comes first so operators can restyle the ops UI without forking.
+        "DIRS": [p for p in (TASKFORGE.ui_dir, str(BASE_DIR / "templates")) if p],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_pg = TASKFORGE.postgres
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _pg.get("dbname", ""),
+        "USER": _pg.get("user", ""),
+        "PASSWORD": _pg.get("password", ""),
+        "HOST": _pg.get("host", ""),
+        "PORT": _pg.get("port", ""),
+        "OPTIONS": {
+            "connect_timeout": 5,  # /readyz and workers must not hang on an unreachable server
+            **{k: v for k, v in _pg.items() if k not in {"dbname", "user", "password", "host", "port"}},
+        },
+        # Persistent per-thread connections: workers and gunicorn threads reuse theirs, and
+        # the health check replaces one that Postgres dropped.
+        "CONN_MAX_AGE": 300,
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+try:  # WhiteNoise warns about a missing STATIC_ROOT; collectstatic fills it for production
+    STATIC_ROOT.mkdir(exist_ok=True)
+except OSError:
+    pass
+STATICFILES_DIRS = [p for p in (Path(TASKFORGE.ui_dir) / "static",) if TASKFORGE.ui_dir]
+# Finders let WhiteNoise serve admin assets without a collectstatic step (dev and tests).
+WHITENOISE_USE_FINDERS = True
+
+# Large enough for a batch of jobs; single payloads are limited by TASKFORGE_MAX_PAYLOAD_BYTES.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(16 << 20, 4 * TASKFORGE.max_payload_bytes)
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["taskforge_site.errors.JSONObjectParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "taskforge_site.errors.exception_handler",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "taskforge_site.logging.ContextFilter"}},
+    "formatters": {"json": {"()": "taskforge_site.logging.JsonFormatter"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["stderr"], "level": TASKFORGE.log_level.upper().replace("WARN", "WARNING")},
+    "loggers": {
+        # Our access log replaces django.request's duplicate 4xx warnings.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "ERROR"},
+    },
+}

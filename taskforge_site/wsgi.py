@@ -1,0 +1,8 @@
+"""WSGI entry point: `gunicorn taskforge_site.wsgi` (gunicorn.conf.py binds HTTP_ADDR)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskforge_site.settings")
+application = get_wsgi_application()

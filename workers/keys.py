@@ -1,0 +1,40 @@
+"""Every Redis key TaskForge uses, built in one place.
+
+Redis holds only what can be rebuilt from Postgres; a flush or restart loses no job.
+
+- ``taskforge:queue:{name}`` ZSET job id -> score (priority, then queue time); no TTL.
+  Written by enqueue and the scheduler (promote, reconcile); popped by workers.
+- ``taskforge:queues`` SET of queue names ever published; read by workers serving every queue.
+- ``taskforge:inflight`` ZSET job id -> pop time (ms). The pop script adds, the claim acks, the
+  scheduler returns ids older than a few seconds to their queue.
+- ``taskforge:wakeup`` pub/sub channel (message: queue name); publish wakes idle workers.
+- ``taskforge:epoch`` STRING, time of the last full sync from Postgres; missing means Redis lost
+  its data, and the scheduler re-publishes every QUEUED job.
+- ``taskforge:workers`` ZSET worker id -> last heartbeat (s); ``taskforge:worker:{id}`` HASH of
+  host, pid, queues, slots, busy, started_at with a TTL of one lease. Written by workers.
+- ``taskforge:lock:{name}`` STRING owner token, SET NX PX; scheduler locks (resync, prune).
+- ``taskforge:reconcile:cursor`` STRING "queued_at|id" where the scheduler's sweep resumes.
+"""
+
+PREFIX = "taskforge:"
+QUEUES = PREFIX + "queues"
+INFLIGHT = PREFIX + "inflight"
+WAKEUP_CHANNEL = PREFIX + "wakeup"
+EPOCH = PREFIX + "epoch"
+WORKERS = PREFIX + "workers"
+RECONCILE_CURSOR = PREFIX + "reconcile:cursor"
+
+
+def queue_key(name: str) -> str:
+    """The ready ZSET of one queue."""
+    return f"{PREFIX}queue:{name}"
+
+
+def worker_key(worker_id: str) -> str:
+    """One worker's heartbeat hash."""
+    return f"{PREFIX}worker:{worker_id}"
+
+
+def lock_key(name: str) -> str:
+    """A named SET NX PX lock."""
+    return f"{PREFIX}lock:{name}"

@@ -1,0 +1,39 @@
+"""`manage.py runworker`: claim and run jobs until SIGTERM/SIGINT (or, with --burst, until idle)."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from workers.runtime import Worker, WorkerOptions
+
+
+class Command(BaseCommand):
+    help = "Run a TaskForge worker. SIGTERM/SIGINT drain gracefully; a second one releases at once."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--queues", help="comma-separated queues, in order of preference (default: all)")
+        parser.add_argument("--concurrency", type=int, help="execution slots (default: WORKER_CONCURRENCY)")
+        parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cfg = settings.TASKFORGE
+        queues = [q.strip() for q in (options["queues"] or "").split(",") if q.strip()] or None
+        concurrency = options["concurrency"] or cfg.worker_concurrency
+        if not 1 <= concurrency <= 1000:
+            raise CommandError("--concurrency must be from 1 to 1000")
+        worker = Worker(
+            WorkerOptions(
+                queues=queues,
+                concurrency=concurrency,
+                burst=options["burst"],
+                lease_seconds=cfg.lease_seconds,
+                shutdown_grace_seconds=cfg.shutdown_grace_seconds,
+            )
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.request_stop())
+        raise SystemExit(worker.run())

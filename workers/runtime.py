@@ -1,0 +1,353 @@
+"""The worker: claim a batch -> run handlers on a thread pool -> settle in batches.
+
+Threads of one worker process:
+- main: the claim loop (pop ids from Redis, claim them in one UPDATE, hand them to slots);
+- `concurrency` slot threads running handlers;
+- the settler: flushes finished attempts in one fenced statement per batch;
+- the heartbeat: renews every held lease in one statement, every lease/3, and tells
+  handlers whose job was cancelled or whose lease was lost;
+- the wake-up listener (workers.broker.Wakeup).
+The claim loop never fetches more jobs than it has free slots: latency over throughput.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from django.db import DatabaseError, close_old_connections, connection
+
+from jobs.services import ClaimedJob, Outcome, claim_jobs, release_jobs, renew_leases, settle_jobs
+from workers import broker
+from workers.context import JobCancelled, JobContext, PermanentError
+from workers.registry import get_handler
+
+logger = logging.getLogger("taskforge.worker")
+
+IDLE_POLL_SECONDS = 1.0  # a missed wake-up costs at most this
+QUEUE_REFRESH_SECONDS = 2.0  # how soon a worker serving every queue sees a new one
+SETTLE_BATCH = 500
+SETTLE_LINGER_SECONDS = 0.002  # gather a few more outcomes per statement, barely adding latency
+RETRY_PAUSE_SECONDS = 0.5  # after a Postgres or Redis error
+BURST_POLL_SECONDS = 0.05
+SHUTDOWN_SETTLE_TRIES = 5  # while stopping, then leave the rest to lease expiry
+
+
+@dataclass
+class _Held:
+    """A job whose lease this worker holds: running, or finished and waiting to settle."""
+
+    job: ClaimedJob
+    ctx: JobContext
+    done: bool = False
+
+
+@dataclass
+class WorkerOptions:
+    """How a worker runs; defaults come from settings."""
+
+    queues: Sequence[str] | None = None  # None: every queue, fairly
+    concurrency: int = 10
+    burst: bool = False
+    lease_seconds: float = 30.0
+    shutdown_grace_seconds: float = 30.0
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    )
+
+
+def _db_safe(what: str, func: Callable[[], Any]) -> tuple[bool, Any]:
+    """Runs one database step; on a database error drops this thread's connection and reports it.
+
+    The next call reconnects, so a restarted or terminated Postgres backend costs one retry.
+    """
+    try:
+        return True, func()
+    except DatabaseError as exc:
+        logger.warning("database error; will retry", extra={"step": what, "error": str(exc)})
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
+        return False, None
+
+
+class Worker:
+    """One worker process's runtime. `run()` blocks until stopped and returns an exit code."""
+
+    def __init__(self, options: WorkerOptions) -> None:
+        self.opt = options
+        self.id = options.worker_id
+        self._held: dict[uuid.UUID, _Held] = {}
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._slot_free = threading.Condition(self._lock)
+        self._work: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
+        self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._stopping = threading.Event()  # stop claiming
+        self._hurry = threading.Event()  # second signal: skip the grace period
+        self._settler_stop = threading.Event()
+        self._heartbeat_stop = threading.Event()
+        self._wakeup = broker.Wakeup()
+        self._queues: list[str] = list(options.queues or [])
+        self._queues_at = 0.0
+        self._rotation = 0
+        self._started_at = time.time()
+
+    # ---- control -----------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """First call: stop claiming and drain. Second call: release running jobs now.
+
+        Safe in a signal handler: it only sets events (taking the lock there could deadlock).
+        """
+        if self._stopping.is_set():
+            self._hurry.set()
+        self._stopping.set()
+        self._wakeup.event.set()
+
+    # ---- main loop ---------------------------------------------------------------------
+    def run(self) -> int:
+        """Claims and runs jobs until stopped (or, with burst, until the queues are empty)."""
+        threads = [
+            threading.Thread(target=self._slot_loop, name=f"taskforge-slot-{i}", daemon=True)
+            for i in range(self.opt.concurrency)
+        ]
+        settler = threading.Thread(target=self._settle_loop, name="taskforge-settler", daemon=True)
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="taskforge-heartbeat", daemon=True)
+        for thread in (*threads, settler, heartbeat):
+            thread.start()
+        self._wakeup.start()
+        logger.info(
+            "worker started",
+            extra={
+                "worker_id": self.id,
+                "queues": self.opt.queues or "*",
+                "concurrency": self.opt.concurrency,
+            },
+        )
+        while not self._stopping.is_set():
+            if not self._claim_once() and self.opt.burst and self._idle():
+                break
+        self._shutdown(threads, settler, heartbeat)
+        logger.info("worker stopped", extra={"worker_id": self.id})
+        return 0
+
+    def _claim_once(self) -> bool:
+        """One turn of the claim loop; False when there was nothing to claim."""
+        with self._lock:
+            while self._busy >= self.opt.concurrency and not self._stopping.is_set():
+                self._slot_free.wait(timeout=0.2)
+            free = self.opt.concurrency - self._busy
+        if self._stopping.is_set():
+            return True
+        self._wakeup.event.clear()  # before popping, so a publish during the pop is not missed
+        try:
+            ids = broker.pop_ready(self._current_queues(), free, fair=self.opt.queues is None)
+        except redis.RedisError as exc:
+            logger.warning("redis error while popping; will retry", extra={"error": str(exc)})
+            self._stopping.wait(RETRY_PAUSE_SECONDS)
+            return True
+        if not ids:
+            # In burst mode only running jobs are awaited, so poll briefly instead of idling.
+            self._wakeup.event.wait(BURST_POLL_SECONDS if self.opt.burst else IDLE_POLL_SECONDS)
+            return False
+        ok, jobs = _db_safe(
+            "claim", lambda: claim_jobs(worker_id=self.id, ids=ids, lease_seconds=self.opt.lease_seconds)
+        )
+        if not ok:  # the ids stay in flight; the scheduler hands them out again
+            self._stopping.wait(RETRY_PAUSE_SECONDS)
+            return True
+        try:
+            broker.ack_inflight(ids)
+        except redis.RedisError:
+            pass  # the scheduler drops in-flight ids whose job is no longer QUEUED
+        with self._lock:
+            for job in jobs:
+                held = _Held(job, self._context(job))
+                self._held[job.id] = held
+                self._busy += 1
+                self._work.put(held)
+        return True
+
+    def _current_queues(self) -> list[str]:
+        """The queues to pop from this turn: the given ones in order, or every known queue in turn."""
+        if self.opt.queues:
+            return self._queues
+        now = time.monotonic()
+        if now - self._queues_at > QUEUE_REFRESH_SECONDS or not self._queues:
+            self._queues = broker.known_queues()
+            self._queues_at = now
+        self._rotation = (self._rotation + 1) % max(len(self._queues), 1)
+        return self._queues[self._rotation :] + self._queues[: self._rotation]
+
+    def _context(self, job: ClaimedJob) -> JobContext:
+        return JobContext(
+            job_id=job.id,
+            job_type=job.job_type,
+            queue=job.queue,
+            attempt=job.attempt,
+            max_attempts=job.policy.max_attempts,
+            worker_id=self.id,
+        )
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return not self._held
+
+    # ---- slots ---------------------------------------------------------------------------
+    def _slot_loop(self) -> None:
+        while (held := self._work.get()) is not None:
+            outcome = self._execute(held)
+            with self._lock:
+                held.done = True
+                self._busy -= 1
+                self._slot_free.notify()
+            if outcome is not None:
+                self._outcomes.put(outcome)
+            close_old_connections()  # a handler may have used (and broken) this thread's connection
+
+    def _execute(self, held: _Held) -> Outcome | None:
+        """Runs the handler; None when the attempt no longer counts (its lease was lost)."""
+        job, ctx = held.job, held.ctx
+        log = {"job_id": str(job.id), "queue": job.queue, "job_type": job.job_type, "attempt": job.attempt}
+        spec = get_handler(job.job_type)
+        try:
+            if spec is None:
+                raise PermanentError(f"no handler registered for job type {job.job_type!r}")
+            result = spec.func(ctx, job.payload)
+        except JobCancelled:
+            outcome = Outcome.cancelled(job)
+        except PermanentError as exc:
+            outcome = Outcome.failure(job, exc, permanent=True)
+        except Exception as exc:  # a handler's bug is the job's failure, never the worker's
+            outcome = Outcome.failure(job, exc, permanent=False)
+        else:
+            outcome = Outcome.success(job, result)
+        if ctx.lease_lost:
+            logger.warning("lease lost while running; result dropped", extra=log)
+            return None
+        logger.debug("attempt finished", extra={**log, "state": str(outcome.state)})
+        return outcome
+
+    # ---- settling ------------------------------------------------------------------------
+    def _settle_loop(self) -> None:
+        pending: list[Outcome] = []
+        tries_left = SHUTDOWN_SETTLE_TRIES
+        while True:
+            if not pending:
+                try:
+                    pending.append(self._outcomes.get(timeout=0.2))
+                except queue.Empty:
+                    if self._settler_stop.is_set():
+                        break
+                    continue
+            deadline = time.monotonic() + SETTLE_LINGER_SECONDS
+            while len(pending) < SETTLE_BATCH:
+                try:
+                    pending.append(self._outcomes.get(timeout=max(deadline - time.monotonic(), 0)))
+                except queue.Empty:
+                    break
+            if self._flush(pending):
+                pending = []
+                continue
+            if self._settler_stop.is_set():
+                tries_left -= 1
+                if tries_left <= 0 or self._hurry.is_set():
+                    break  # give up: their leases expire and the scheduler runs them again
+            self._hurry.wait(RETRY_PAUSE_SECONDS)
+        connection.close()
+
+    def _flush(self, outcomes: list[Outcome]) -> bool:
+        ok, settled = _db_safe("settle", lambda: settle_jobs(worker_id=self.id, outcomes=outcomes))
+        if not ok:
+            return False  # keep them; the heartbeat keeps their leases alive meanwhile
+        for outcome in outcomes:
+            if outcome.job_id not in settled:
+                logger.warning(
+                    "stale settle dropped: the lease was lost",
+                    extra={"job_id": str(outcome.job_id), "state": str(outcome.state)},
+                )
+        with self._lock:
+            for outcome in outcomes:
+                self._held.pop(outcome.job_id, None)
+        return True
+
+    # ---- heartbeat -----------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        interval = self.opt.lease_seconds / 3
+        while not self._heartbeat_stop.wait(interval):
+            self._beat()
+        connection.close()
+
+    def _beat(self) -> None:
+        with self._lock:
+            held = {job_id: h.job.lease_token for job_id, h in self._held.items()}
+            busy = self._busy
+        ok, renewed = _db_safe(
+            "heartbeat", lambda: renew_leases(held=held, lease_seconds=self.opt.lease_seconds)
+        )
+        if ok:
+            with self._lock:
+                for job_id in held:
+                    entry = self._held.get(job_id)
+                    if entry is None:
+                        continue
+                    if job_id not in renewed:
+                        entry.ctx.mark_lease_lost()
+                        if entry.done:  # its settle would be fenced anyway
+                            self._held.pop(job_id, None)
+                    elif renewed[job_id]:
+                        entry.ctx.mark_cancel_requested()
+        try:
+            broker.record_worker(self.id, self._info(busy), ttl_seconds=self.opt.lease_seconds)
+        except redis.RedisError:
+            pass  # only the worker list is stale; jobs are unaffected
+
+    def _info(self, busy: int) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": ",".join(self.opt.queues or ["*"]),
+            "slots": self.opt.concurrency,
+            "busy": busy,
+            "started_at": self._started_at,
+        }
+
+    # ---- shutdown ------------------------------------------------------------------------
+    def _shutdown(
+        self, threads: list[threading.Thread], settler: threading.Thread, heartbeat: threading.Thread
+    ) -> None:
+        """Finish running jobs within the grace period, release the rest, flush, leave."""
+        deadline = time.monotonic() + self.opt.shutdown_grace_seconds
+        with self._lock:
+            while self._busy and not self._hurry.is_set() and time.monotonic() < deadline:
+                self._slot_free.wait(timeout=0.1)
+            unfinished = {job_id: h.job.lease_token for job_id, h in self._held.items() if not h.done}
+            for job_id in unfinished:
+                self._held[job_id].ctx.mark_lease_lost()  # their late results are void
+        if unfinished:
+            ok, released = _db_safe("release", lambda: release_jobs(worker_id=self.id, held=unfinished))
+            logger.info(
+                "released unfinished jobs", extra={"worker_id": self.id, "released": released if ok else 0}
+            )
+        for _ in threads:
+            self._work.put(None)
+        self._settler_stop.set()
+        settler.join()
+        self._heartbeat_stop.set()
+        heartbeat.join(timeout=5)
+        try:
+            broker.forget_worker(self.id)
+        except redis.RedisError:
+            pass
+        connection.close()
