@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -25,8 +26,11 @@ def backoff_delay_ms(policy: RetryPolicy, retry: int, rng: random.Random | None 
     """
     if retry < 1:
         raise ValueError("retry is 1-based")
-    exponent = min(retry - 1, 1000)  # backoff >= 1, so the cap is reached long before this
-    delay = min(policy.initial_delay_ms * policy.backoff**exponent, policy.max_delay_ms)
+    try:
+        raw = policy.initial_delay_ms * policy.backoff ** (retry - 1)
+    except OverflowError:  # far past any cap
+        raw = math.inf
+    delay = min(raw, policy.max_delay_ms)
     if policy.jitter:
         delay = (rng or random).uniform(delay / 2, delay)
     return int(delay)

@@ -1,0 +1,90 @@
+"""Real `runworker` / `runscheduler` subprocesses against the test database and Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Proc:
+    """A TaskForge process started by a test; its output is kept for failure messages."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args = args
+        self.log = log
+        self._out = log.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def signal(self, sig: int) -> None:
+        self.popen.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._out.close()
+
+
+def _test_dsn() -> str:
+    s = connection.settings_dict
+    params = {
+        "dbname": s["NAME"],
+        "user": s["USER"],
+        "password": s["PASSWORD"],
+        "host": s["HOST"],
+        "port": s["PORT"],
+    }
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v})
+
+
+@pytest.fixture
+def spawn(transactional_db: None, tmp_path: Path) -> Iterator:
+    """spawn("runworker", "--concurrency", "4", env={...}) starts a process; all stop at teardown."""
+    procs: list[Proc] = []
+    base_env = {
+        **os.environ,
+        "POSTGRES_DSN": _test_dsn(),
+        "TASKFORGE_SCHEDULER_TICK_SECONDS": "0.1",
+        "LOG_LEVEL": "info",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(list(args), {**base_env, **(env or {})}, tmp_path / f"{args[0]}-{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()

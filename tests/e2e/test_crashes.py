@@ -1,0 +1,76 @@
+"""Crashes and restarts lose no job: kill -9, Redis flush, graceful shutdown."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from jobs.models import Job, JobEvent
+from jobs.services import JobSpec, enqueue_job, enqueue_jobs
+from jobs.states import JobState
+from tests.conftest import wait_for
+from workers import keys
+
+pytestmark = pytest.mark.e2e
+
+SHORT_LEASE = {"TASKFORGE_LEASE_SECONDS": "2"}
+
+
+def _job(job_id) -> Job:
+    return Job.objects.get(id=job_id)
+
+
+def test_kill_9_mid_job_reruns_on_another_worker(spawn) -> None:
+    doomed = spawn("runworker", "--concurrency", "1", env=SHORT_LEASE)
+    spawn("runscheduler")
+    job = enqueue_job("taskforge.sleep", {"seconds": 1.5}).job
+    running = wait_for(lambda: _job(job.id).state == JobState.RUNNING and _job(job.id), what="job to start")
+    doomed.signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    survivor = spawn("runworker", "--concurrency", "1", env=SHORT_LEASE)
+    wait_for(lambda: _job(job.id).state == JobState.SUCCEEDED, timeout=30, what="job to be re-run")
+    done = _job(job.id)
+    assert done.attempt_count == 2
+    assert done.lease_owner is None
+    types = list(JobEvent.objects.filter(job_id=job.id).order_by("id").values_list("type", "worker_id"))
+    assert [t for t, _ in types] == ["created", "claimed", "lease_expired", "queued", "claimed", "succeeded"]
+    claimers = [w for t, w in types if t == "claimed"]
+    assert claimers[0] == running.lease_owner and claimers[1] != claimers[0]
+    assert str(survivor.pid) in claimers[1]
+
+
+def test_flushdb_loses_no_queued_job(spawn, redis_db) -> None:
+    ids = [r.job.id for r in enqueue_jobs([JobSpec("taskforge.noop") for _ in range(200)])]
+    assert redis_db.zcard(keys.queue_key("jobs:ready")) == 200
+    redis_db.flushdb()
+    spawn("runscheduler")
+    spawn("runworker", "--concurrency", "8")
+    wait_for(
+        lambda: Job.objects.filter(id__in=ids, state=JobState.SUCCEEDED).count() == 200,
+        timeout=30,
+        what="all 200 jobs to succeed",
+    )
+
+
+def test_sigterm_lets_the_running_job_finish_and_exits_0(spawn) -> None:
+    worker = spawn("runworker", "--concurrency", "2")
+    job = enqueue_job("taskforge.sleep", {"seconds": 1.0}).job
+    wait_for(lambda: _job(job.id).state == JobState.RUNNING, what="job to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    done = _job(job.id)
+    assert done.state == JobState.SUCCEEDED and done.attempt_count == 1
+    assert "worker stopped" in worker.output()
+
+
+def test_sigterm_past_the_grace_period_releases_the_job(spawn) -> None:
+    worker = spawn("runworker", env={"TASKFORGE_SHUTDOWN_GRACE_SECONDS": "0.2"})
+    job = enqueue_job("taskforge.sleep", {"seconds": 30}).job
+    wait_for(lambda: _job(job.id).state == JobState.RUNNING, what="job to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    released = _job(job.id)
+    assert released.state == JobState.QUEUED and released.attempt_count == 0
+    types = list(JobEvent.objects.filter(job_id=job.id).order_by("id").values_list("type", flat=True))
+    assert types == ["created", "claimed", "released"]

@@ -1,0 +1,15 @@
+"""Test-run environment, loaded as a pytest plugin (-p) before Django reads its settings.
+
+Tests talk to the real Postgres and Redis. Each pytest-xdist worker gets its own Redis
+database (pytest-django already gives each its own Postgres database), so parallel runs never
+see each other's queues.
+"""
+
+import os
+
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+os.environ["REDIS_DB"] = str(8 + int(_worker.removeprefix("gw") or 0))
+os.environ.setdefault("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/taskforge")
+os.environ.setdefault("SECRET_KEY", "taskforge-tests")
+os.environ["TASKFORGE_HANDLER_MODULES"] = "tests.handlers"
+os.environ.setdefault("LOG_LEVEL", "warn")

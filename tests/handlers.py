@@ -1,0 +1,24 @@
+"""Job types used only by the tests. Every execution is recorded in Redis, so a test can count
+how often a handler really ran (at-least-once: duplicates are visible, never hidden)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers import broker
+from workers.context import JobContext
+from workers.registry import handler
+
+EXECUTIONS_KEY = "tests:executions"
+
+
+@handler("tests.record")
+def record(ctx: JobContext, payload: Any) -> dict[str, Any]:
+    """Records (job id, attempt) and returns its payload."""
+    broker.client().rpush(EXECUTIONS_KEY, f"{ctx.job_id}:{ctx.attempt}")
+    return {"payload": payload, "attempt": ctx.attempt}
+
+
+@handler("tests.defaults", queue="special", max_attempts=2, initial_delay_ms=10, backoff=3.0)
+def with_defaults(ctx: JobContext, payload: Any) -> None:
+    """A handler whose registration carries per-type defaults."""

@@ -1,0 +1,95 @@
+"""The scheduler's duties, called directly against the real Postgres and Redis."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from dlq.models import DeadLetter
+from jobs.models import Job, JobEvent
+from jobs.services import JobSpec, enqueue_job, enqueue_jobs
+from jobs.states import JobState
+from scheduler import services
+from tests.conftest import claim_all
+from workers import broker, keys
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_due_jobs_are_promoted_and_published_never_early(redis_db) -> None:
+    due = enqueue_job("taskforge.noop", delay_ms=0).job
+    later = enqueue_job("taskforge.noop", delay_ms=60_000).job
+    Job.objects.filter(id=due.id).update(state=JobState.PENDING, next_run_at=timezone.now(), queued_at=None)
+    redis_db.flushdb()
+    assert services.promote_due_jobs() == 1
+    assert Job.objects.get(id=due.id).state == JobState.QUEUED
+    assert Job.objects.get(id=later.id).state == JobState.PENDING
+    assert redis_db.zscore(keys.queue_key("jobs:ready"), str(due.id)) is not None
+    assert redis_db.zscore(keys.queue_key("jobs:ready"), str(later.id)) is None
+    assert services.promote_due_jobs() == 0
+
+
+def test_expired_leases_requeue_or_dead_letter(redis_db) -> None:
+    enqueue_job("taskforge.noop", max_attempts=3, idempotency_key="retry")
+    enqueue_job("taskforge.noop", max_attempts=1, idempotency_key="last")
+    assert len(claim_all(lease_seconds=30)) == 2
+    Job.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.expire_leases() == 2
+    by_key = {j.idempotency_key: j for j in Job.objects.all()}
+    assert by_key["retry"].state == JobState.QUEUED and by_key["retry"].last_error == "lease expired"
+    assert by_key["last"].state == JobState.DLQ
+    assert DeadLetter.objects.get(job_id=by_key["last"].id).reason == "attempts exhausted"
+    assert redis_db.zscore(keys.queue_key("jobs:ready"), str(by_key["retry"].id)) is not None
+    types = list(
+        JobEvent.objects.filter(job_id=by_key["last"].id).order_by("id").values_list("type", flat=True)
+    )
+    assert types[-2:] == ["lease_expired", "dead_lettered"]
+
+
+def test_a_live_lease_is_left_alone() -> None:
+    enqueue_job("taskforge.noop")
+    claim_all(lease_seconds=30)
+    assert services.expire_leases() == 0
+    assert Job.objects.get().state == JobState.RUNNING
+
+
+def test_flushed_redis_is_resynced_from_postgres(redis_db) -> None:
+    enqueue_jobs([JobSpec("taskforge.noop") for _ in range(50)])
+    redis_db.flushdb()
+    assert services.resync_if_redis_lost() == 50
+    assert redis_db.zcard(keys.queue_key("jobs:ready")) == 50
+    assert broker.epoch_exists()
+    assert services.resync_if_redis_lost() == 0  # epoch set: steady state costs nothing
+
+
+def test_stale_inflight_ids_go_back_to_their_queue(redis_db) -> None:
+    job = enqueue_job("taskforge.noop").job
+    assert broker.pop_ready(["jobs:ready"], 10, fair=False) == [job.id]  # then the worker "dies"
+    redis_db.zadd(keys.INFLIGHT, {str(job.id): 0})  # popped long ago
+    assert services.return_stale_inflight() == 1
+    assert redis_db.zscore(keys.INFLIGHT, str(job.id)) is None
+    assert broker.pop_ready(["jobs:ready"], 10, fair=False) == [job.id]
+
+
+def test_sweep_republishes_a_job_whose_publish_was_lost(redis_db) -> None:
+    lost = enqueue_job("taskforge.noop").job
+    fine = enqueue_job("taskforge.noop").job
+    Job.objects.update(queued_at=timezone.now() - timedelta(minutes=1))
+    redis_db.zrem(keys.queue_key("jobs:ready"), str(lost.id))
+    assert services.sweep_unpublished() == 1
+    assert redis_db.zscore(keys.queue_key("jobs:ready"), str(lost.id)) is not None
+    assert redis_db.zcard(keys.queue_key("jobs:ready")) == 2
+    assert services.sweep_unpublished() == 0  # `fine` was never missing
+    assert Job.objects.filter(id=fine.id, state=JobState.QUEUED).exists()
+
+
+def test_pruning_deletes_old_finished_jobs_with_their_events() -> None:
+    old, recent = (enqueue_job("taskforge.noop").job for _ in range(2))
+    now = timezone.now()
+    Job.objects.filter(id=old.id).update(state=JobState.CANCELED, finished_at=now - timedelta(days=10))
+    Job.objects.filter(id=recent.id).update(state=JobState.CANCELED, finished_at=now)
+    assert services.prune_finished_jobs(retention_days=7) == 1
+    assert list(Job.objects.values_list("id", flat=True)) == [recent.id]
+    assert not JobEvent.objects.filter(job_id=old.id).exists()

@@ -1,0 +1,200 @@
+"""Services on the real Postgres and Redis: guarded, fenced, batched, transactional."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from dlq.models import DeadLetter
+from jobs.errors import IdempotencyKeyReused, JobValidationError, PayloadTooLarge, UnknownJobType
+from jobs.models import Job, JobEvent
+from jobs.services import (
+    JobSpec,
+    Outcome,
+    claim_jobs,
+    enqueue_job,
+    enqueue_jobs,
+    release_jobs,
+    renew_leases,
+    settle_jobs,
+)
+from jobs.states import JobState
+from tests.conftest import claim_all
+from workers import keys
+
+pytestmark = pytest.mark.django_db(transaction=True)  # real commits: on_commit publishes run
+
+
+def _events(job_id: uuid.UUID) -> list[str]:
+    return list(JobEvent.objects.filter(job_id=job_id).order_by("id").values_list("type", flat=True))
+
+
+def _in_ready_queue(redis_db, job: Job) -> bool:
+    return redis_db.zscore(keys.queue_key(job.queue), str(job.id)) is not None
+
+
+def test_enqueue_commits_then_publishes(redis_db) -> None:
+    result = enqueue_job("taskforge.echo", {"x": 1}, priority=5)
+    assert result.created and result.job.state == JobState.QUEUED
+    assert _in_ready_queue(redis_db, result.job)
+    assert _events(result.job.id) == ["created"]
+
+
+def test_handler_defaults_apply_and_explicit_options_win() -> None:
+    job = enqueue_job("tests.defaults").job
+    assert (job.queue, job.max_attempts, job.initial_delay_ms, job.backoff) == ("special", 2, 10, 3.0)
+    job = enqueue_job("tests.defaults", queue="other", max_attempts=7).job
+    assert (job.queue, job.max_attempts) == ("other", 7)
+
+
+def test_delayed_jobs_wait_in_postgres_only(redis_db) -> None:
+    job = enqueue_job("taskforge.noop", delay_ms=60_000).job
+    assert job.state == JobState.PENDING and job.next_run_at > timezone.now() + timedelta(seconds=50)
+    assert not _in_ready_queue(redis_db, job)
+    past = enqueue_job("taskforge.noop", run_at=timezone.now() - timedelta(seconds=1)).job
+    assert past.state == JobState.QUEUED
+
+
+def test_validation_errors_create_nothing() -> None:
+    with pytest.raises(UnknownJobType):
+        enqueue_job("no.such.type")
+    with pytest.raises(JobValidationError):
+        enqueue_job("taskforge.noop", priority=500)
+    with pytest.raises(JobValidationError):
+        enqueue_job("taskforge.noop", {"when": timezone.now()})  # not JSON
+    with pytest.raises(PayloadTooLarge):
+        enqueue_job("taskforge.noop", {"blob": "x" * (1 << 20)})
+    assert Job.objects.count() == 0
+
+
+def test_enqueue_in_a_rolled_back_transaction_leaves_nothing(redis_db) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        enqueue_job("taskforge.noop", idempotency_key="k1")
+        raise RuntimeError("the caller's own write failed")
+    assert Job.objects.count() == 0
+    assert redis_db.zcard(keys.queue_key("jobs:ready")) == 0
+
+
+def test_enqueue_reaches_redis_only_after_the_callers_commit(redis_db) -> None:
+    with transaction.atomic():
+        job = enqueue_job("taskforge.noop").job
+        assert not _in_ready_queue(redis_db, job)
+    assert _in_ready_queue(redis_db, job)
+
+
+def test_idempotent_repeat_returns_the_same_job() -> None:
+    first = enqueue_job("taskforge.echo", {"a": 1}, idempotency_key="order-1")
+    again = enqueue_job("taskforge.echo", {"a": 1}, idempotency_key="order-1")
+    assert first.created and not again.created and again.job.id == first.job.id
+    with pytest.raises(IdempotencyKeyReused):
+        enqueue_job("taskforge.echo", {"a": 2}, idempotency_key="order-1")
+    assert enqueue_job("taskforge.echo", {"a": 1}, idempotency_key="order-1", queue="other").created
+    assert Job.objects.count() == 2
+
+
+def test_a_batch_is_all_or_nothing() -> None:
+    enqueue_job("taskforge.echo", {"a": 1}, idempotency_key="dup")
+    specs = [JobSpec("taskforge.noop"), JobSpec("taskforge.echo", {"a": 2}, idempotency_key="dup")]
+    with pytest.raises(IdempotencyKeyReused):
+        enqueue_jobs(specs)
+    assert Job.objects.count() == 1
+    results = enqueue_jobs([JobSpec("taskforge.noop") for _ in range(300)])
+    assert len(results) == 300 and all(r.created for r in results)
+
+
+def test_claim_is_guarded_and_counts_the_attempt() -> None:
+    job = enqueue_job("taskforge.noop").job
+    claimed = claim_jobs(worker_id="w1", ids=[job.id], lease_seconds=30)
+    assert [c.id for c in claimed] == [job.id] and claimed[0].attempt == 1
+    assert claim_jobs(worker_id="w2", ids=[job.id], lease_seconds=30) == []  # already RUNNING
+    job.refresh_from_db()
+    assert job.state == JobState.RUNNING and job.lease_owner == "w1" and job.attempt_count == 1
+    assert _events(job.id) == ["created", "claimed"]
+
+
+def test_settle_success_is_fenced_by_the_lease_token() -> None:
+    enqueue_job("taskforge.echo", {"v": 1})
+    (claimed,) = claim_all()
+    stale = Outcome.success(claimed, {"v": "stale"})
+    stale = Outcome(stale.job_id, uuid.uuid4(), stale.state, result=stale.result)
+    assert settle_jobs(worker_id="w", outcomes=[stale]) == {}
+    assert settle_jobs(worker_id="w", outcomes=[Outcome.success(claimed, {"v": 2})]) == {
+        claimed.id: "SUCCEEDED"
+    }
+    job = Job.objects.get(id=claimed.id)
+    assert job.result == {"v": 2} and job.finished_at and job.lease_token is None
+    # settling again (a duplicate flush) changes nothing
+    assert settle_jobs(worker_id="w", outcomes=[Outcome.success(claimed, {"v": 3})]) == {}
+
+
+def test_failure_schedules_a_retry_with_backoff() -> None:
+    enqueue_job("taskforge.noop", initial_delay_ms=5_000)
+    (claimed,) = claim_all()
+    before = timezone.now()
+    settle_jobs(worker_id="w", outcomes=[Outcome.failure(claimed, RuntimeError("boom"), permanent=False)])
+    job = Job.objects.get(id=claimed.id)
+    assert job.state == JobState.RETRYING and job.last_error == "RuntimeError: boom"
+    assert before + timedelta(seconds=4.5) < job.next_run_at < before + timedelta(seconds=6)
+    assert _events(job.id)[-2:] == ["failed", "retry_scheduled"]
+    failed = JobEvent.objects.get(job_id=job.id, type="failed")
+    assert "RuntimeError: boom" in failed.details["traceback"]
+
+
+def test_exhaustion_and_permanent_errors_dead_letter() -> None:
+    enqueue_job("taskforge.noop", max_attempts=1, idempotency_key="a")
+    enqueue_job("taskforge.noop", max_attempts=5, idempotency_key="b")
+    first, second = sorted(claim_all(), key=lambda c: c.policy.max_attempts)
+    settle_jobs(
+        worker_id="w",
+        outcomes=[
+            Outcome.failure(first, RuntimeError("x"), permanent=False),
+            Outcome.failure(second, ValueError("bad input"), permanent=True),
+        ],
+    )
+    letters = {d.job_id: d for d in DeadLetter.objects.all()}
+    assert letters[first.id].reason == "attempts exhausted" and letters[first.id].attempts == 1
+    assert letters[second.id].reason == "permanent error"
+    assert letters[second.id].last_error == "ValueError: bad input"
+    assert set(Job.objects.values_list("state", flat=True)) == {JobState.DLQ}
+    assert _events(first.id)[-2:] == ["failed", "dead_lettered"]
+
+
+def test_a_requested_cancel_ends_canceled_never_succeeded() -> None:
+    enqueue_job("taskforge.noop")
+    (claimed,) = claim_all()
+    Job.objects.filter(id=claimed.id).update(cancel_requested=True)
+    assert renew_leases(held={claimed.id: claimed.lease_token}, lease_seconds=30) == {claimed.id: True}
+    settle_jobs(worker_id="w", outcomes=[Outcome.success(claimed, None)])
+    assert Job.objects.get(id=claimed.id).state == JobState.CANCELED
+
+
+def test_heartbeat_renews_only_leases_still_held() -> None:
+    enqueue_jobs([JobSpec("taskforge.noop"), JobSpec("taskforge.noop")])
+    kept, lost = claim_all(lease_seconds=1)
+    renewed = renew_leases(held={kept.id: kept.lease_token, lost.id: uuid.uuid4()}, lease_seconds=60)
+    assert renewed == {kept.id: False}
+    assert Job.objects.get(id=kept.id).lease_expires_at > timezone.now() + timedelta(seconds=50)
+
+
+def test_release_requeues_without_counting_the_attempt(redis_db) -> None:
+    enqueue_job("taskforge.noop")
+    (claimed,) = claim_all()
+    assert release_jobs(worker_id="w", held={claimed.id: claimed.lease_token}) == 1
+    job = Job.objects.get(id=claimed.id)
+    assert job.state == JobState.QUEUED and job.attempt_count == 0 and job.lease_token is None
+    assert _in_ready_queue(redis_db, job)
+    assert _events(job.id) == ["created", "claimed", "released"]
+
+
+def test_ready_queue_orders_by_priority_then_age() -> None:
+    low = enqueue_job("taskforge.noop", priority=-5).job
+    old = enqueue_job("taskforge.noop").job
+    new = enqueue_job("taskforge.noop").job
+    high = enqueue_job("taskforge.noop", priority=50).job
+    from workers import broker
+
+    assert broker.pop_ready(["jobs:ready"], 10, fair=False) == [high.id, old.id, new.id, low.id]
