@@ -20,7 +20,7 @@ def redis_db() -> Iterator[redis.Redis]:
     client.flushdb()
 
 
-def wait_for(
+def wait_for[T](
     condition: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05, what: str = ""
 ) -> T:
     """Polls `condition` until it returns something truthy; fails the test at the deadline."""
