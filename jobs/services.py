@@ -6,6 +6,7 @@ transaction; Redis is told only after the commit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import traceback
 import uuid
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from jobs import sql
@@ -197,8 +198,11 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
         "delays": [r["delay"] for r in rows],
         "traceparents": [r["traceparent"] for r in rows],
     }
-    with transaction.atomic():
-        inserted = {job.id: job for job in Job.objects.raw(sql.ENQUEUE_JOBS, params)}
+    # One job outside any atomic block is one autocommit statement (a skipped duplicate wrote
+    # nothing, so there is nothing to roll back); a batch must be all or nothing.
+    single = len(rows) == 1 and not connection.in_atomic_block
+    with contextlib.nullcontext() if single else transaction.atomic():
+        inserted = {row["id"]: _job_from_row(row) for row in sql.fetch(sql.ENQUEUE_JOBS, params)}
         existing = _existing_for_skipped(rows, inserted)
         results = []
         for index, row in enumerate(rows):
@@ -220,6 +224,14 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
         if ready:
             transaction.on_commit(lambda: broker.publish_quietly(ready))
     return results
+
+
+def _job_from_row(row: dict[str, Any]) -> Job:
+    """A Job from a RETURNING * row (jsonb arrives as text on Django's connections)."""
+    for name in ("payload", "result"):
+        if isinstance(row[name], str):
+            row[name] = json.loads(row[name])
+    return Job(**row)
 
 
 def _existing_for_skipped(rows: list[dict[str, Any]], inserted: Mapping[uuid.UUID, Job]) -> dict:

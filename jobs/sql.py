@@ -9,9 +9,10 @@ DESIGN.md §3 and the state table in jobs/states.py (the trigger refuses anythin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from django.db import connection
 
 # Columns the worker needs to run a job; keep in sync with workers.runtime.ClaimedJob.
@@ -250,15 +251,17 @@ DELETE FROM jobs WHERE id IN (SELECT id FROM doomed) RETURNING id
 
 
 def fetch(query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Runs one named statement on this thread's connection and returns rows as dicts."""
-    with connection.cursor() as cursor:
+    """Runs one named statement on this thread's connection and returns rows as dicts.
+
+    A plain psycopg cursor binds parameters server-side, so Postgres prepares each named
+    statement once per connection (prepare_threshold in settings) instead of planning it on
+    every call. Errors are wrapped into Django's, and it joins any atomic() block as usual.
+    """
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(query, params)
         if cursor.description is None:
             return []
         names = [col.name for col in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def column(rows: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
-    """One column of a batch, for an unnest() parameter."""
-    return [row[name] for row in rows]

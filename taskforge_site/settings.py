@@ -75,6 +75,7 @@ DATABASES = {
         "PORT": _pg.get("port", ""),
         "OPTIONS": {
             "connect_timeout": 5,  # /readyz and workers must not hang on an unreachable server
+            "prepare_threshold": 5,  # the named hot-path statements (jobs/sql.py) get prepared
             **{k: v for k, v in _pg.items() if k not in {"dbname", "user", "password", "host", "port"}},
         },
         # Persistent per-thread connections: workers and gunicorn threads reuse theirs, and
