@@ -145,7 +145,9 @@ class JobEvent(models.Model):
     """Append-only history: one row per transition, written in the transition's transaction."""
 
     id = models.BigAutoField(primary_key=True)
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    # No database FK: events are only written by the statements that move their job (so the job
+    # exists), and a deferred FK check would cost a lookup per event on the hot path.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events", db_constraint=False)
     type = models.CharField(max_length=32)
     at = models.DateTimeField(db_default=Now())
     attempt = models.IntegerField(default=0)

@@ -7,7 +7,10 @@ Threads of one worker process:
 - the heartbeat: renews every held lease in one statement, every lease/3, and tells
   handlers whose job was cancelled or whose lease was lost;
 - the wake-up listener (workers.broker.Wakeup).
-The claim loop never fetches more jobs than it has free slots: latency over throughput.
+The claim loop holds at most `concurrency + prefetch` jobs: the prefetched ones wait in
+memory (under a renewed lease) so the next claim round trip overlaps running jobs instead of
+leaving slots idle. `--prefetch 0` claims only for free slots (fairest across workers when
+jobs are long).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class WorkerOptions:
 
     queues: Sequence[str] | None = None  # None: every queue, fairly
     concurrency: int = 10
+    prefetch: int | None = None  # None: as many as `concurrency`
     burst: bool = False
     lease_seconds: float = 30.0
     shutdown_grace_seconds: float = 30.0
@@ -89,7 +93,10 @@ class Worker:
         self.id = options.worker_id
         self._held: dict[uuid.UUID, _Held] = {}
         self._lock = threading.Lock()
-        self._busy = 0
+        self._busy = 0  # claimed and not finished running (waiting for a slot, or running)
+        self._capacity = options.concurrency + (
+            options.concurrency if options.prefetch is None else options.prefetch
+        )
         self._slot_free = threading.Condition(self._lock)
         self._work: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
@@ -102,6 +109,7 @@ class Worker:
         self._queues_at = 0.0
         self._rotation = 0
         self._started_at = time.time()
+        self._unacked: list[uuid.UUID] = []  # claimed or dropped ids still in Redis' in-flight set
 
     # ---- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -144,14 +152,17 @@ class Worker:
     def _claim_once(self) -> bool:
         """One turn of the claim loop; False when there was nothing to claim."""
         with self._lock:
-            while self._busy >= self.opt.concurrency and not self._stopping.is_set():
+            while self._busy >= self._capacity and not self._stopping.is_set():
                 self._slot_free.wait(timeout=0.2)
-            free = self.opt.concurrency - self._busy
+            free = self._capacity - self._busy
         if self._stopping.is_set():
             return True
         self._wakeup.event.clear()  # before popping, so a publish during the pop is not missed
         try:
-            ids = broker.pop_ready(self._current_queues(), free, fair=self.opt.queues is None)
+            ids = broker.pop_ready(
+                self._current_queues(), free, fair=self.opt.queues is None, ack=self._unacked
+            )
+            self._unacked = []
         except redis.RedisError as exc:
             logger.warning("redis error while popping; will retry", extra={"error": str(exc)})
             self._stopping.wait(RETRY_PAUSE_SECONDS)
@@ -166,10 +177,9 @@ class Worker:
         if not ok:  # the ids stay in flight; the scheduler hands them out again
             self._stopping.wait(RETRY_PAUSE_SECONDS)
             return True
-        try:
-            broker.ack_inflight(ids)
-        except redis.RedisError:
-            pass  # the scheduler drops in-flight ids whose job is no longer QUEUED
+        # Acknowledged with the next pop; if that never comes, the scheduler drops in-flight ids
+        # whose job is no longer QUEUED.
+        self._unacked = ids
         with self._lock:
             for job in jobs:
                 held = _Held(job, self._context(job))
@@ -218,7 +228,6 @@ class Worker:
     def _execute(self, held: _Held) -> Outcome | None:
         """Runs the handler; None when the attempt no longer counts (its lease was lost)."""
         job, ctx = held.job, held.ctx
-        log = {"job_id": str(job.id), "queue": job.queue, "job_type": job.job_type, "attempt": job.attempt}
         spec = get_handler(job.job_type)
         try:
             if spec is None:
@@ -233,9 +242,16 @@ class Worker:
         else:
             outcome = Outcome.success(job, result)
         if ctx.lease_lost:
-            logger.warning("lease lost while running; result dropped", extra=log)
+            logger.warning(
+                "lease lost while running; result dropped",
+                extra={
+                    "job_id": str(job.id),
+                    "queue": job.queue,
+                    "job_type": job.job_type,
+                    "attempt": job.attempt,
+                },
+            )
             return None
-        logger.debug("attempt finished", extra={**log, "state": str(outcome.state)})
         return outcome
 
     # ---- settling ------------------------------------------------------------------------
@@ -319,7 +335,7 @@ class Worker:
             "pid": os.getpid(),
             "queues": ",".join(self.opt.queues or ["*"]),
             "slots": self.opt.concurrency,
-            "busy": busy,
+            "busy": min(busy, self.opt.concurrency),
             "started_at": self._started_at,
         }
 
@@ -347,7 +363,8 @@ class Worker:
         self._heartbeat_stop.set()
         heartbeat.join(timeout=5)
         try:
+            broker.ack_inflight(self._unacked)
             broker.forget_worker(self.id)
         except redis.RedisError:
-            pass
+            pass  # stale in-flight ids are cleaned up by the scheduler, the worker entry expires
         connection.close()

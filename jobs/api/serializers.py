@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from jobs.models import LIMITS, Job, JobEvent
@@ -59,7 +60,9 @@ class AwareDateTimeField(serializers.DateTimeField):
         if not isinstance(value, str):
             self.fail("invalid", format="RFC 3339")
         parsed = super().to_internal_value(value)
-        if not any(value.endswith(z) for z in ("Z", "z")) and value[-6:-5] not in ("+", "-"):
+        # Judge the text as given (super() made it aware): a date alone has no offset either.
+        as_given = parse_datetime(value)
+        if as_given is None or as_given.tzinfo is None:
             raise serializers.ValidationError("Must include a UTC offset (Z or +hh:mm).", code="invalid")
         return parsed
 

@@ -23,6 +23,7 @@ from workers import broker
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_OFFSET = 2**63 - 1  # Postgres' OFFSET is a bigint
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
@@ -36,9 +37,9 @@ def _int_param(request: Request, name: str, default: int) -> int:
 
 
 def _page_bounds(request: Request) -> tuple[int, int]:
-    """limit defaults to 50 and clamps to 1..200; a negative offset counts as 0."""
+    """limit defaults to 50 and clamps to 1..200; offset clamps to 0..MAX_OFFSET."""
     limit = min(max(_int_param(request, "limit", DEFAULT_LIMIT), 1), MAX_LIMIT)
-    return limit, max(_int_param(request, "offset", 0), 0)
+    return limit, min(max(_int_param(request, "offset", 0), 0), MAX_OFFSET)
 
 
 def _state_param(request: Request) -> str | None:
@@ -53,6 +54,9 @@ def _state_param(request: Request) -> str | None:
 
 
 def _page(request: Request, flt: JobFilter) -> Response:
+    for name, value in (("queue", flt.queue), ("jobType", flt.job_type), ("q", flt.q)):
+        if value is not None and "\x00" in value:  # Postgres text cannot hold NUL
+            raise JobValidationError(f"{name} contains a NUL character.", {name: ["Must not contain NUL."]})
     limit, offset = _page_bounds(request)
     jobs, total = selectors.job_page(flt, limit=limit, offset=offset)
     return Response(

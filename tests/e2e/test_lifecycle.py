@@ -92,7 +92,7 @@ def test_worker_serves_only_its_queues_in_order(spawn) -> None:
     low = [r.job.id for r in enqueue_jobs([JobSpec("taskforge.noop", queue="low") for _ in range(5)])]
     high = [r.job.id for r in enqueue_jobs([JobSpec("taskforge.noop", queue="high") for _ in range(5)])]
     other = enqueue_job("taskforge.noop", queue="other").job
-    worker = spawn("runworker", "--queues", "high,low", "--concurrency", "1", "--burst")
+    worker = spawn("runworker", "--queues", "high,low", "--concurrency", "1", "--prefetch", "0", "--burst")
     assert worker.wait(timeout=60) == 0
     started = dict(Job.objects.filter(id__in=low + high).values_list("id", "started_at"))
     assert max(started[i] for i in high) < min(started[i] for i in low)

@@ -17,6 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--queues", help="comma-separated queues, in order of preference (default: all)")
         parser.add_argument("--concurrency", type=int, help="execution slots (default: WORKER_CONCURRENCY)")
+        parser.add_argument(
+            "--prefetch", type=int, help="jobs claimed ahead of free slots (default: as many as slots)"
+        )
         parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -25,10 +28,14 @@ class Command(BaseCommand):
         concurrency = options["concurrency"] or cfg.worker_concurrency
         if not 1 <= concurrency <= 1000:
             raise CommandError("--concurrency must be from 1 to 1000")
+        prefetch = options["prefetch"]
+        if prefetch is not None and not 0 <= prefetch <= 10_000:
+            raise CommandError("--prefetch must be from 0 to 10000")
         worker = Worker(
             WorkerOptions(
                 queues=queues,
                 concurrency=concurrency,
+                prefetch=prefetch,
                 burst=options["burst"],
                 lease_seconds=cfg.lease_seconds,
                 shutdown_grace_seconds=cfg.shutdown_grace_seconds,
