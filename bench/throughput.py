@@ -213,11 +213,11 @@ def main() -> None:
             reset()
             n = args.jobs if mode in ("batch", "http-batch") else min(args.jobs, 5_000)
             rate = {
-                "python": lambda: enqueue_python(n),
-                "batch": lambda: enqueue_python_batch(n),
-                "http": lambda: enqueue_http(n, args.http_clients, None),
-                "http-batch": lambda: enqueue_http(n, args.http_clients, 1000),
-            }[mode]()
+                "python": enqueue_python,
+                "batch": enqueue_python_batch,
+                "http": lambda count: enqueue_http(count, args.http_clients, None),
+                "http-batch": lambda count: enqueue_http(count, args.http_clients, 1000),
+            }[mode](n)
             enqueue_rates[mode] = round(rate, 1)
             print(f"enqueue {mode:<10} {n:>7} jobs  {rate:>9.0f} jobs/s", flush=True)
         results["enqueue_jobs_per_sec"] = enqueue_rates
@@ -231,7 +231,8 @@ def main() -> None:
     results["processing"] = processing
     print(
         f"process {processing['processed']} jobs with {args.workers} workers x {args.concurrency} slots:"
-        f" {processing['jobs_per_sec']:.0f} jobs/s (p50 claim->settle {processing['p50_claim_to_settle_ms']} ms,"
+        f" {processing['jobs_per_sec']:.0f} jobs/s"
+        f" (p50 claim->settle {processing['p50_claim_to_settle_ms']} ms,"
         f" worker RSS {processing['worker_rss_mb']} MB)",
         flush=True,
     )
