@@ -84,7 +84,8 @@ def handler400(request: HttpRequest, exception: Exception | None = None) -> Http
         return defaults.bad_request(request, exception)
     if isinstance(exception, RequestDataTooBig):
         return JsonResponse(error_body("payload_too_large", "The request body is too large."), status=413)
-    return JsonResponse(error_body("bad_request", "Bad request."), status=400)
+    # e.g. a disallowed Host header; the contract has no generic "bad_request" code
+    return JsonResponse(error_body("validation_error", "Bad request."), status=400)
 
 
 def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -24,7 +24,8 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
+        # fullmatch, not match: `$` also matches before a trailing newline
+        request_id = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         token = request_id_var.set(request_id)
         started = time.perf_counter()
