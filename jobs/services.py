@@ -63,10 +63,16 @@ class EnqueueResult:
 
 def _json_problem(value: Any, depth: int = 0) -> str | None:
     """Why Postgres' jsonb would refuse this value, if it would."""
-    if depth > MAX_JSON_DEPTH:
+    if depth >= MAX_JSON_DEPTH:
         return f"nested deeper than {MAX_JSON_DEPTH} levels"
     if isinstance(value, str):
-        return "contains a NUL character" if "\x00" in value else None
+        if "\x00" in value:
+            return "contains a NUL character"
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "contains a lone surrogate"
+        return None
     if isinstance(value, dict):
         for key, item in value.items():
             problem = _json_problem(key, depth + 1) or _json_problem(item, depth + 1)
@@ -171,11 +177,7 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
     for index, spec in enumerate(specs):
         try:
             rows.append(_resolve(spec))
-        except JobValidationError as exc:
-            if len(specs) == 1:
-                raise
-            raise type(exc)(f"Job {index}: {exc.message}", {str(index): exc.details}) from exc
-        except (UnknownJobType, PayloadTooLarge) as exc:
+        except (JobValidationError, UnknownJobType, PayloadTooLarge) as exc:
             if len(specs) == 1:
                 raise
             raise type(exc)(f"Job {index}: {exc.message}", {"index": index, **exc.details}) from exc

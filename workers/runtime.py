@@ -110,6 +110,7 @@ class Worker:
         self._rotation = 0
         self._started_at = time.time()
         self._unacked: list[uuid.UUID] = []  # claimed or dropped ids still in Redis' in-flight set
+        self._unclaimed: list[uuid.UUID] = []  # popped, but the claim failed: retried first
 
     # ---- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -157,29 +158,33 @@ class Worker:
             free = self._capacity - self._busy
         if self._stopping.is_set():
             return True
-        self._wakeup.event.clear()  # before popping, so a publish during the pop is not missed
-        try:
-            ids = broker.pop_ready(
-                self._current_queues(), free, fair=self.opt.queues is None, ack=self._unacked
-            )
-            self._unacked = []
-        except redis.RedisError as exc:
-            logger.warning("redis error while popping; will retry", extra={"error": str(exc)})
-            self._stopping.wait(RETRY_PAUSE_SECONDS)
-            return True
-        if not ids:
-            # In burst mode only running jobs are awaited, so poll briefly instead of idling.
-            self._wakeup.event.wait(BURST_POLL_SECONDS if self.opt.burst else IDLE_POLL_SECONDS)
-            return False
+        if self._unclaimed:
+            ids, self._unclaimed = self._unclaimed[:free], self._unclaimed[free:]
+        else:
+            self._wakeup.event.clear()  # before popping, so a publish during the pop is not missed
+            try:
+                ids = broker.pop_ready(
+                    self._current_queues(), free, fair=self.opt.queues is None, ack=self._unacked
+                )
+                self._unacked = []
+            except redis.RedisError as exc:
+                logger.warning("redis error while popping; will retry", extra={"error": str(exc)})
+                self._stopping.wait(RETRY_PAUSE_SECONDS)
+                return True
+            if not ids:
+                # In burst mode only running jobs are awaited, so poll briefly instead of idling.
+                self._wakeup.event.wait(BURST_POLL_SECONDS if self.opt.burst else IDLE_POLL_SECONDS)
+                return False
         ok, jobs = _db_safe(
             "claim", lambda: claim_jobs(worker_id=self.id, ids=ids, lease_seconds=self.opt.lease_seconds)
         )
-        if not ok:  # the ids stay in flight; the scheduler hands them out again
+        if not ok:  # still in flight in Redis: retry them first (the scheduler covers a crash)
+            self._unclaimed = ids + self._unclaimed
             self._stopping.wait(RETRY_PAUSE_SECONDS)
             return True
         # Acknowledged with the next pop; if that never comes, the scheduler drops in-flight ids
         # whose job is no longer QUEUED.
-        self._unacked = ids
+        self._unacked += ids
         with self._lock:
             for job in jobs:
                 held = _Held(job, self._context(job))
@@ -363,7 +368,7 @@ class Worker:
         self._heartbeat_stop.set()
         heartbeat.join(timeout=5)
         try:
-            broker.ack_inflight(self._unacked)
+            broker.ack_inflight(self._unacked)  # never-claimed ids stay: the scheduler re-queues them
             broker.forget_worker(self.id)
         except redis.RedisError:
             pass  # stale in-flight ids are cleaned up by the scheduler, the worker entry expires

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+from django.db import connection
 
 from jobs.models import Job, JobEvent
 from jobs.services import JobSpec, enqueue_job, enqueue_jobs
@@ -74,3 +75,22 @@ def test_sigterm_past_the_grace_period_releases_the_job(spawn) -> None:
     assert released.state == JobState.QUEUED and released.attempt_count == 0
     types = list(JobEvent.objects.filter(job_id=job.id).order_by("id").values_list("type", flat=True))
     assert types == ["created", "claimed", "released"]
+
+
+def test_dropped_postgres_connections_lose_no_job(spawn) -> None:
+    spawn("runworker", "--concurrency", "4")
+    spawn("runscheduler")
+    ids = [
+        r.job.id for r in enqueue_jobs([JobSpec("taskforge.sleep", {"seconds": 0.01}) for _ in range(300)])
+    ]
+    done = Job.objects.filter(id__in=ids, state=JobState.SUCCEEDED)
+    for threshold in (50, 150, 250):  # cut every other connection three times mid-run
+        wait_for(lambda t=threshold: done.count() >= t, timeout=30, what=f"{threshold} jobs done")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cursor.fetchone()[0] >= 1
+    wait_for(lambda: done.count() == 300, timeout=60, what="all 300 jobs to succeed")
+    assert not Job.objects.exclude(state=JobState.SUCCEEDED).exists()
