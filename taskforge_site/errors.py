@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -18,7 +19,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from jobs.errors import PayloadTooLarge, TaskForgeError
+from jobs.errors import DependencyNotReady, PayloadTooLarge, TaskForgeError
 
 logger = logging.getLogger("taskforge.api")
 
@@ -57,6 +58,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Wraps DRF's handler so every API error has the contract's shape."""
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge("The request body is too large.")
+    if isinstance(exc, OperationalError | InterfaceError):
+        # Postgres is down or restarting: a client can retry, so say so instead of a 500. Nothing
+        # was acknowledged: an enqueue answers 2xx only after its commit.
+        logger.warning("database unavailable", extra={"error": str(exc)})
+        exc = DependencyNotReady("The database is not available; retry shortly.", {"postgres": "unavailable"})
     if isinstance(exc, TaskForgeError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     response = drf_exception_handler(exc, context)

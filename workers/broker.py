@@ -18,6 +18,8 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from workers import keys
 
@@ -43,7 +45,7 @@ def ready_score(priority: int, queued_at: datetime) -> int:
     return (100 - priority) * 10**13 + int(queued_at.timestamp() * 1000)
 
 
-def _make_client(socket_timeout: float | None) -> redis.Redis:
+def _make_client(socket_timeout: float | None, **extra: Any) -> redis.Redis:
     cfg = settings.TASKFORGE
     common: dict[str, Any] = {
         "db": cfg.redis_db,
@@ -52,6 +54,7 @@ def _make_client(socket_timeout: float | None) -> redis.Redis:
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": 2.0,
         "health_check_interval": 15,
+        **extra,
     }
     if cfg.redis_unix_socket:
         return redis.Redis(unix_socket_path=cfg.redis_unix_socket, **common)
@@ -62,6 +65,17 @@ def _make_client(socket_timeout: float | None) -> redis.Redis:
 def client() -> redis.Redis:
     """This process's Redis client (thread-safe, pooled); commands time out after 5 s."""
     return _make_client(socket_timeout=5.0)
+
+
+@functools.cache
+def _probe_client() -> redis.Redis:
+    # One try with short timeouts: a readiness probe must answer fast, not retry for seconds.
+    return _make_client(socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
+
+
+def ping() -> None:
+    """Raises RedisError unless Redis answers within about a second."""
+    _probe_client().ping()
 
 
 def publish(jobs: Sequence[ReadyJob]) -> None:

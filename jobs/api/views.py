@@ -162,7 +162,7 @@ class ReadyView(APIView):
         except DatabaseError as exc:
             checks["postgres"] = f"error: {type(exc).__name__}"
         try:
-            broker.client().ping()
+            broker.ping()
             checks["redis"] = "ok"
         except redis.RedisError as exc:
             checks["redis"] = f"error: {type(exc).__name__}"

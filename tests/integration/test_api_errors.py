@@ -502,3 +502,17 @@ def test_sane_incoming_request_id_is_echoed(api, incoming) -> None:
 def test_generated_request_ids_differ(api) -> None:
     ids = {api.get("/healthz")["X-Request-ID"] for _ in range(5)}
     assert len(ids) == 5
+
+
+@pytest.mark.django_db
+def test_postgres_unavailable_is_503_not_500(api, monkeypatch) -> None:
+    """A dropped database answers 503 dependency_not_ready, so clients know to retry."""
+    from django.db import OperationalError
+
+    def database_down(*args: object, **kwargs: object) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(selectors, "job_page", database_down)
+    response = api.get("/jobs")
+    body = assert_error(response, 503, "dependency_not_ready")
+    assert body["details"] == {"postgres": "unavailable"}

@@ -181,7 +181,7 @@ def test_readyz_is_200_with_both_checks_ok(api) -> None:
 
 @pytest.mark.django_db
 def test_readyz_is_503_when_redis_is_unreachable(api, monkeypatch) -> None:
-    monkeypatch.setattr(views.broker, "client", lambda: _dead_redis())
+    monkeypatch.setattr(views.broker, "_probe_client", _dead_redis)
 
     response = api.get("/readyz")
 
