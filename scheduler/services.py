@@ -24,6 +24,8 @@ RESYNC_LOCK = "resync"
 RESYNC_LOCK_MS = 120_000
 STALE_INFLIGHT_MS = 10_000  # popped but never claimed for this long: the worker died
 SWEEP_GRACE_MS = 10_000  # a QUEUED job younger than this may still be on its way to Redis
+SWEEP_LOCK = "sweep"
+SWEEP_EVERY_MS = 2_000
 PRUNE_LOCK = "prune"
 PRUNE_EVERY_MS = 60_000
 _START = (datetime.fromisoformat("0001-01-01T00:00:00+00:00"), uuid.UUID(int=0))
@@ -100,8 +102,11 @@ def sweep_unpublished() -> int:
     """Slow safety net: finds QUEUED jobs in neither a ready queue nor in flight, and publishes them.
 
     Covers a publish lost between commit and Redis (a crash, a Redis blip) without a full
-    re-sync; walks the QUEUED jobs a page per tick, so its cost is bounded per tick.
+    re-sync; walks the QUEUED jobs a page at a time, at most one page every 2 s across all
+    schedulers, so a standing backlog costs little.
     """
+    if broker.acquire_lock(SWEEP_LOCK, SWEEP_EVERY_MS) is None:
+        return 0
     r = broker.client()
     raw = r.get(keys.RECONCILE_CURSOR)
     after = _START

@@ -280,9 +280,9 @@ class Wakeup:
 
     def _listen(self) -> None:
         while True:
+            # Its own connection without a read timeout: a quiet channel is not an error.
+            pubsub = _make_client(socket_timeout=None).pubsub(ignore_subscribe_messages=True)
             try:
-                # Its own connection without a read timeout: a quiet channel is not an error.
-                pubsub = _make_client(socket_timeout=None).pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(keys.WAKEUP_CHANNEL)
                 for _message in pubsub.listen():
                     self.event.set()
@@ -290,3 +290,5 @@ class Wakeup:
                 logger.warning("wake-up listener lost redis; retrying", extra={"error": str(exc)})
                 self.event.set()  # make the worker poll while we reconnect
                 time.sleep(1.0)
+            finally:
+                pubsub.close()

@@ -305,6 +305,7 @@ class Worker:
     # ---- heartbeat -----------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         interval = self.opt.lease_seconds / 3
+        self._beat()  # announce the worker at once
         while not self._heartbeat_stop.wait(interval):
             self._beat()
         connection.close()
