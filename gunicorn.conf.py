@@ -21,3 +21,5 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 accesslog = None  # taskforge_site.middleware writes one JSON access line per request
 graceful_timeout = 30
+# gunicorn 27's control socket lives at one per-user path; two servers on a host would collide.
+control_socket_disable = True

@@ -213,9 +213,10 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
                 continue
             job = existing[(row["queue"], row["key"])]
             if job.job_type != row["job_type"] or job.payload != json.loads(row["payload"]):
+                details = {"jobId": str(job.id), "idempotencyKey": row["key"]}
                 raise IdempotencyKeyReused(
                     "This idempotency key was used for a different job.",
-                    {"index": index, "jobId": str(job.id), "idempotencyKey": row["key"]},
+                    {"index": index, **details} if len(rows) > 1 else details,
                 )
             results.append(EnqueueResult(job, created=False))
         ready = [
