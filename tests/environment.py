@@ -8,7 +8,10 @@ see each other's queues.
 import os
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-os.environ["REDIS_DB"] = str(8 + int(_worker.removeprefix("gw") or 0))
+# TASKFORGE_TEST_REDIS_DB moves the base, so two test runs on one machine can coexist (give
+# each its own POSTGRES_DSN database name too).
+_base = int(os.environ.get("TASKFORGE_TEST_REDIS_DB", "8"))
+os.environ["REDIS_DB"] = str(_base + int(_worker.removeprefix("gw") or 0))
 os.environ.setdefault("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/taskforge")
 os.environ.setdefault("SECRET_KEY", "taskforge-tests")
 os.environ["TASKFORGE_HANDLER_MODULES"] = "tests.handlers"
