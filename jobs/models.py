@@ -128,6 +128,14 @@ class Job(models.Model):
                 condition=_in("state", {JobState.SUCCEEDED, JobState.CANCELED}),
                 name="jobs_finished_idx",
             ),
+            # live counts by queue and state, and the oldest QUEUED job per queue (GET /stats)
+            models.Index(
+                fields=["queue", "state", "queued_at"],
+                condition=_in(
+                    "state", {JobState.PENDING, JobState.QUEUED, JobState.RUNNING, JobState.RETRYING}
+                ),
+                name="jobs_active_idx",
+            ),
             # listings
             models.Index(fields=["queue", "state", "created_at"], name="jobs_queue_state_created_idx"),
             models.Index(fields=["created_at"], name="jobs_created_idx"),
@@ -160,3 +168,18 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.job_id}"
+
+
+class QueueSettings(models.Model):
+    """Per-queue operator settings; Postgres is their truth, Redis mirrors what workers need."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    paused = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "queue_settings"
+        verbose_name_plural = "queue settings"
+
+    def __str__(self) -> str:
+        return f"{self.name}{' (paused)' if self.paused else ''}"
