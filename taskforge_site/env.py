@@ -58,6 +58,7 @@ class Config:
     debug: bool
     allowed_hosts: list[str]
     handler_modules: list[str]
+    api_auth: bool  # False only for local experiments: the API then answers anyone
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -215,6 +216,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         handler_modules=[
             m.strip() for m in (r.raw("TASKFORGE_HANDLER_MODULES", "") or "").split(",") if m.strip()
         ],
+        api_auth=r.boolean("TASKFORGE_API_AUTH", True),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -44,6 +44,20 @@ def test_addresses() -> None:
     assert load_config({**BASE, "REDIS_ADDR": "unix:///tmp/r.sock"}).redis_unix_socket == "/tmp/r.sock"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, True), ("on", True), ("off", False), ("false", False)]
+)
+def test_api_auth_is_on_unless_switched_off(value, expected) -> None:
+    env = BASE if value is None else {**BASE, "TASKFORGE_API_AUTH": value}
+    assert load_config(env).api_auth is expected
+
+
+def test_a_bad_api_auth_value_is_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({**BASE, "TASKFORGE_API_AUTH": "sometimes"})
+    assert caught.value.problems == ["TASKFORGE_API_AUTH: expected true or false, got 'sometimes'"]
+
+
 def test_every_problem_is_reported_together() -> None:
     env = {
         "WORKER_CONCURRENCY": "lots",
