@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "jobs",
     "dlq",
     "scheduler",
@@ -111,9 +112,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(16 << 20, 4 * TASKFORGE.max_payload_bytes)
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["taskforge_site.errors.JSONObjectParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "UNAUTHENTICATED_USER": None,
+    # Token first: its WWW-Authenticate header turns "no credentials" into a 401, not a 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["taskforge_site.permissions.RolePermission"],
     "EXCEPTION_HANDLER": "taskforge_site.errors.exception_handler",
 }
 

@@ -1,12 +1,16 @@
-"""Shared fixtures: a clean Redis database per test, and helpers to poll with a deadline."""
+"""Shared fixtures: a clean Redis database per test, API clients by role, and helpers to poll
+with a deadline."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
+from rest_framework.test import APIClient
 
 from workers import broker
 
@@ -18,6 +22,33 @@ def redis_db() -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.flushdb()
+
+
+def api_token(role: str) -> str:
+    """The token of a new user holding `role` ("viewer" or "operator"), as createapitoken makes it."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from jobs.roles import grant_role
+
+    user = get_user_model().objects.create(username=f"{role}-{uuid.uuid4().hex[:12]}")
+    grant_role(user, role)
+    return Token.objects.create(user=user).key
+
+
+def api_client(role: str | None, **kwargs: Any) -> APIClient:
+    """An APIClient sending a `role` user's token; None: anonymous. Needs database access."""
+    client = APIClient(**kwargs)
+    if role is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(role)}")
+    return client
+
+
+@pytest.fixture
+def api(db: None) -> APIClient:
+    """An operator's client, allowed everything: most API tests are about behaviour, not roles
+    (tests/integration/test_api_auth.py covers those)."""
+    return api_client("operator")
 
 
 def wait_for[T](

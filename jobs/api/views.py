@@ -10,6 +10,7 @@ from django.db.utils import DatabaseError
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -146,12 +147,18 @@ class QueueViewSet(viewsets.ViewSet):
 class HealthView(APIView):
     """Liveness: the process answers."""
 
+    authentication_classes = ()  # probes carry no credentials, and this one must not touch Postgres
+    permission_classes = (AllowAny,)
+
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
 
 
 class ReadyView(APIView):
     """Readiness: Postgres and Redis both answer; 503 dependency_not_ready names which not."""
+
+    authentication_classes = ()  # probes carry no credentials
+    permission_classes = (AllowAny,)
 
     def get(self, request: Request) -> Response:
         checks: dict[str, str] = {}

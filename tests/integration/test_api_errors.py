@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from jobs import selectors
 from jobs.models import Job, JobEvent
+from tests.conftest import api_client
 
 JOB = {"jobType": "tests.record"}
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -26,11 +27,6 @@ CONTRACT_CODES = {
     "idempotency_key_reused", "not_authenticated", "permission_denied", "throttled",
     "dependency_not_ready", "internal_error",
 }  # fmt: skip
-
-
-@pytest.fixture
-def api() -> APIClient:
-    return APIClient()
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -398,7 +394,7 @@ def test_wrong_method_is_405_json(api, method, path) -> None:
 
 
 @pytest.fixture
-def crashing_api(monkeypatch) -> APIClient:
+def crashing_api(monkeypatch, db) -> APIClient:
     """A view whose selector fails unexpectedly; the client returns the 500 instead of raising."""
 
     def boom(*args: Any, **kwargs: Any) -> Any:
@@ -407,7 +403,7 @@ def crashing_api(monkeypatch) -> APIClient:
     monkeypatch.setattr(selectors, "get_job", boom)
     monkeypatch.setattr(selectors, "job_page", boom)
     assert settings.DEBUG is False
-    return APIClient(raise_request_exception=False)
+    return api_client("operator", raise_request_exception=False)
 
 
 @pytest.mark.django_db

@@ -27,11 +27,6 @@ JOB_KEYS = {
 EVENT_KEYS = {"id", "jobId", "type", "at", "attempt", "workerId", "details"}
 
 
-@pytest.fixture
-def api() -> APIClient:
-    return APIClient()
-
-
 def ready_key(queue: str) -> str:
     """The Redis ready ZSET of a queue, as DESIGN.md §5 names it."""
     return f"taskforge:queue:{queue}"

@@ -10,7 +10,6 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from rest_framework.test import APIClient
 
 from jobs import selectors, services
 from jobs.api import views
@@ -18,11 +17,6 @@ from jobs.models import Job
 from jobs.states import JobState
 
 STATES = {s.value for s in JobState}
-
-
-@pytest.fixture
-def api() -> APIClient:
-    return APIClient()
 
 
 def body_of(response: Any) -> Any:
