@@ -1,10 +1,15 @@
-"""Root urlconf: the API at the root, the ops UI under /admin/."""
+"""Root urlconf: the API at the root, its OpenAPI schema and docs under /api/, the ops UI under /admin/."""
 
 from django.contrib import admin
 from django.urls import include, path
 
+from taskforge_site.api_docs import RedocView, SchemaView, SwaggerView
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
     path("", include("jobs.api.urls")),
 ]
 

@@ -75,6 +75,8 @@ def _bounded(field_class: type, limit: str, **kwargs: Any) -> serializers.Field:
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not know, so a typo never silently falls back to a default."""
 
+    rejects_unknown_fields = True  # the OpenAPI schema says so (additionalProperties: false)
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
@@ -88,22 +90,56 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+# What each job field means, with its unit; the OpenAPI document shows these.
+JOB_FIELD_HELP = {
+    "id": "Assigned by TaskForge.",
+    "queue": "1-100 characters of A-Z a-z 0-9 _ . : -; default: the job type's queue, else QUEUE_NAME.",
+    "jobType": "A registered job type; any other is 400 unknown_job_type.",
+    "payload": "Any JSON, given to the handler; at most TASKFORGE_MAX_PAYLOAD_BYTES bytes, else 413.",
+    "state": "Where the job is in its lifecycle.",
+    "priority": "Higher runs first; default 0.",
+    "attemptCount": "Attempts started so far (counted when a worker claims the job).",
+    "maxAttempts": "Attempts before the job is dead-lettered; default: the job type's, else 5.",
+    "initialDelay": "Milliseconds before the first retry; default: the job type's, else 1000.",
+    "backoff": "Multiplier between retries: retry k waits min(initialDelay * backoff^(k-1), maxDelay) ms.",
+    "maxDelay": "Cap on a retry's delay, in milliseconds; default: the job type's, else 60000.",
+    "jitter": "Draw each retry delay uniformly from [delay/2, delay] ms.",
+    "timeout": "Milliseconds an attempt may run; null: no limit.",
+    "idempotencyKey": "1-255 characters, unique per queue: sending it again returns the existing job.",
+    "runAt": "Run no earlier than this time (RFC 3339 with a UTC offset); without it, at once.",
+    "delay": "Run no earlier than now + delay milliseconds. Give runAt or delay, not both.",
+    "nextRunAt": "When a PENDING or RETRYING job becomes QUEUED.",
+    "queuedAt": "When the job last became QUEUED.",
+    "startedAt": "When the latest attempt started.",
+    "finishedAt": "When the job reached SUCCEEDED, DLQ or CANCELED.",
+    "leaseOwner": "The worker running the job (RUNNING only).",
+    "leaseExpiresAt": "When the running worker's lease ends unless it renews it.",
+    "lastError": "The error of the latest failed attempt.",
+    "result": "What the handler returned (SUCCEEDED only).",
+    "cancelRequested": "A cancel was requested while the job ran; its handler is asked to stop.",
+    "createdAt": "When the job was accepted.",
+    "updatedAt": "When the job last changed.",
+}
+
+
 class JobCreateSerializer(StrictSerializer):
     """Body of POST /jobs (and each item of POST /jobs/batch)."""
 
-    jobType = StrictCharField(max_length=200)
-    payload = serializers.JSONField(required=False, default=dict)
-    queue = StrictCharField(required=False, max_length=100)
-    idempotencyKey = StrictCharField(required=False, max_length=255)
-    priority = _bounded(StrictIntegerField, "priority")
-    runAt = AwareDateTimeField(required=False)
-    delay = _bounded(StrictIntegerField, "delay_ms")
-    maxAttempts = _bounded(StrictIntegerField, "max_attempts")
-    initialDelay = _bounded(StrictIntegerField, "initial_delay_ms")
-    backoff = _bounded(StrictFloatField, "backoff")
-    maxDelay = _bounded(StrictIntegerField, "max_delay_ms")
-    jitter = StrictBooleanField(required=False)
-    timeout = _bounded(StrictIntegerField, "timeout_ms", allow_null=True)
+    jobType = StrictCharField(max_length=200, help_text=JOB_FIELD_HELP["jobType"])
+    payload = serializers.JSONField(required=False, default=dict, help_text=JOB_FIELD_HELP["payload"])
+    queue = StrictCharField(required=False, max_length=100, help_text=JOB_FIELD_HELP["queue"])
+    idempotencyKey = StrictCharField(
+        required=False, max_length=255, help_text=JOB_FIELD_HELP["idempotencyKey"]
+    )
+    priority = _bounded(StrictIntegerField, "priority", help_text=JOB_FIELD_HELP["priority"])
+    runAt = AwareDateTimeField(required=False, help_text=JOB_FIELD_HELP["runAt"])
+    delay = _bounded(StrictIntegerField, "delay_ms", help_text=JOB_FIELD_HELP["delay"])
+    maxAttempts = _bounded(StrictIntegerField, "max_attempts", help_text=JOB_FIELD_HELP["maxAttempts"])
+    initialDelay = _bounded(StrictIntegerField, "initial_delay_ms", help_text=JOB_FIELD_HELP["initialDelay"])
+    backoff = _bounded(StrictFloatField, "backoff", help_text=JOB_FIELD_HELP["backoff"])
+    maxDelay = _bounded(StrictIntegerField, "max_delay_ms", help_text=JOB_FIELD_HELP["maxDelay"])
+    jitter = StrictBooleanField(required=False, help_text=JOB_FIELD_HELP["jitter"])
+    timeout = _bounded(StrictIntegerField, "timeout_ms", allow_null=True, help_text=JOB_FIELD_HELP["timeout"])
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "runAt" in attrs and "delay" in attrs:
@@ -149,6 +185,7 @@ class CamelModelSerializer(serializers.ModelSerializer):
     """
 
     RENAMES: dict[str, str] = {}
+    HELP: dict[str, str] = {}  # help texts by camelCase name, for the OpenAPI document
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         fields = _READABLE_FIELDS.get(type(self))
@@ -171,6 +208,8 @@ class CamelModelSerializer(serializers.ModelSerializer):
             )
             if camel != name:
                 field.source = name
+            if camel in self.HELP:
+                field.help_text = self.HELP[camel]
             fields[camel] = field
         return fields
 
@@ -179,6 +218,7 @@ class JobSerializer(CamelModelSerializer):
     """The job representation of DESIGN.md §7 (durations in ms)."""
 
     RENAMES = {"initial_delay_ms": "initialDelay", "max_delay_ms": "maxDelay", "timeout_ms": "timeout"}
+    HELP = JOB_FIELD_HELP
 
     class Meta:
         model = Job
@@ -194,6 +234,14 @@ class JobSerializer(CamelModelSerializer):
 
 class JobEventSerializer(CamelModelSerializer):
     """One entry of a job's history."""
+
+    HELP = {
+        "type": "created, queued, claimed, succeeded, failed, retry_scheduled, lease_expired, released, "
+        "dead_lettered, replayed, retried, cancel_requested or canceled.",
+        "attempt": "The attempt the event belongs to (0 before the first claim).",
+        "workerId": "The worker involved, if any.",
+        "details": "Event-specific: the error of a failure, the next run time of a retry, a reason, ...",
+    }
 
     class Meta:
         model = JobEvent

@@ -7,6 +7,7 @@ from typing import Any
 import redis
 from django.db import connection
 from django.db.utils import DatabaseError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -16,10 +17,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors, services
+from jobs.api import schema
 from jobs.api.serializers import JobBatchSerializer, JobCreateSerializer, JobEventSerializer, JobSerializer
 from jobs.errors import DependencyNotReady, JobValidationError
 from jobs.selectors import JobFilter
 from jobs.states import JobState
+from taskforge_site.openapi import error_response
 from workers import broker
 
 DEFAULT_LIMIT = 50
@@ -83,6 +86,9 @@ class JobViewSet(viewsets.ViewSet):
 
     lookup_value_regex = "[^/]+"
 
+    @extend_schema(
+        summary="List jobs, newest first", parameters=schema.JOB_FILTERS, responses=schema.JobPageSerializer
+    )
     def list(self, request: Request) -> Response:
         flt = JobFilter(
             state=_state_param(request),
@@ -92,6 +98,22 @@ class JobViewSet(viewsets.ViewSet):
         )
         return _page(request, flt)
 
+    @extend_schema(
+        summary="Submit a job",
+        request=JobCreateSerializer,
+        parameters=[schema.IDEMPOTENCY_KEY],
+        examples=schema.CREATE_EXAMPLES,
+        responses={
+            201: OpenApiResponse(JobSerializer, description="A new job; Location names it."),
+            200: OpenApiResponse(
+                JobSerializer,
+                description="An idempotent repeat: the existing job (Idempotent-Replayed: true).",
+            ),
+            422: error_response(
+                "idempotency_key_reused: the key was used for a different jobType or payload."
+            ),
+        },
+    )
     def create(self, request: Request) -> Response:
         data = _validated(JobCreateSerializer, request.data)
         header_key = request.headers.get("Idempotency-Key")
@@ -108,6 +130,15 @@ class JobViewSet(viewsets.ViewSet):
             return Response(body, status=status.HTTP_200_OK, headers={"Idempotent-Replayed": "true"})
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/jobs/{result.job.id}"})
 
+    @extend_schema(
+        summary="Submit up to 1000 jobs, all or nothing",
+        request=JobBatchSerializer,
+        responses={
+            201: OpenApiResponse(schema.JobBatchResultSerializer, description="At least one job is new."),
+            200: OpenApiResponse(schema.JobBatchResultSerializer, description="Every item was a repeat."),
+            422: error_response("idempotency_key_reused: details.index names the item."),
+        },
+    )
     @action(detail=False, methods=["post"])
     def batch(self, request: Request) -> Response:
         data = _validated(JobBatchSerializer, request.data)
@@ -122,9 +153,15 @@ class JobViewSet(viewsets.ViewSet):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
+    @extend_schema(summary="One job", parameters=[schema.JOB_ID], responses=JobSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(JobSerializer(_job_or_404(pk)).data)
 
+    @extend_schema(
+        summary="A job's history, oldest first",
+        parameters=[schema.JOB_ID],
+        responses=schema.JobEventListSerializer,
+    )
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk: str) -> Response:
         events = selectors.job_events(_job_or_404(pk))
@@ -136,9 +173,15 @@ class QueueViewSet(viewsets.ViewSet):
 
     lookup_value_regex = "[^/]+"
 
+    @extend_schema(summary="Every queue with its jobs by state", responses=schema.QueueListSerializer)
     def list(self, request: Request) -> Response:
         return Response({"items": selectors.queue_summaries()})
 
+    @extend_schema(
+        summary="A queue's jobs, newest first",
+        parameters=[schema.QUEUE_NAME, *schema.STATE_PARAMETERS, *schema.PAGE_PARAMETERS],
+        responses=schema.JobPageSerializer,
+    )
     @action(detail=True, methods=["get"])
     def jobs(self, request: Request, pk: str) -> Response:
         return _page(request, JobFilter(state=_state_param(request), queue=pk))
@@ -150,6 +193,7 @@ class HealthView(APIView):
     authentication_classes = ()  # probes carry no credentials, and this one must not touch Postgres
     permission_classes = (AllowAny,)
 
+    @extend_schema(summary="Liveness", responses=schema.HealthSerializer)
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
 
@@ -160,6 +204,13 @@ class ReadyView(APIView):
     authentication_classes = ()  # probes carry no credentials
     permission_classes = (AllowAny,)
 
+    @extend_schema(
+        summary="Readiness: Postgres and Redis answer",
+        responses={
+            200: schema.ReadySerializer,
+            503: error_response("dependency_not_ready: details names each check, as in the 200 body."),
+        },
+    )
     def get(self, request: Request) -> Response:
         checks: dict[str, str] = {}
         try:

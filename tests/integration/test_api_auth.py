@@ -26,6 +26,7 @@ from tests.conftest import api_client
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = {"/healthz", "/readyz"}
+DOCS_PAGES = {"/api/docs/", "/api/redoc/"}  # pages for people: anonymous callers go to the login
 SOME_ID = "6d0f3d2e-5b7a-4c1e-9a55-0c5e5e1f2a10"  # fixed: every xdist worker must collect the same ids
 ENDPOINTS = [
     (method, path.replace("{pk}", SOME_ID), callback.cls)
@@ -52,15 +53,23 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 def test_only_the_probes_opt_out_of_authentication() -> None:
     public = {path for _, path, view in ENDPOINTS if AllowAny in view.permission_classes}
     assert public == PUBLIC
-    assert {"/jobs/", "/queues/"} <= {path for _, path in GUARDED}
+    assert {"/jobs/", "/queues/", "/api/schema/"} <= {path for _, path in GUARDED}
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("method", "path"), GUARDED)
+@pytest.mark.parametrize(("method", "path"), [e for e in GUARDED if e[1] not in DOCS_PAGES])
 def test_anonymous_gets_401_not_authenticated(method, path) -> None:
     response = call(APIClient(), method, path)
     assert_error(response, 401, "not_authenticated")
     assert response["WWW-Authenticate"] == "Token"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", sorted(DOCS_PAGES))
+def test_anonymous_is_sent_from_a_docs_page_to_the_login(path) -> None:
+    response = APIClient().get(path)
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next={path}"
 
 
 @pytest.mark.django_db

@@ -1,0 +1,141 @@
+"""OpenAPI-only shapes: the bodies the views build by hand, and the shared query parameters.
+
+Nothing here validates or renders a request; keep each shape in step with the view that builds it.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema_serializer
+from rest_framework import serializers
+
+from jobs.api.serializers import JobEventSerializer, JobSerializer
+from jobs.states import JobState
+
+
+@extend_schema_serializer(many=False)  # a list action's body, but an object, not an array
+class PageSerializer(serializers.Serializer):
+    """`{items, total, limit, offset}`: one page of a listing."""
+
+    total = serializers.IntegerField(help_text="How many match the filters, over all pages.")
+    limit = serializers.IntegerField(help_text="The page size used, after clamping to 1..200.")
+    offset = serializers.IntegerField(help_text="The offset used, after clamping negatives to 0.")
+
+
+def page_of(item: type[serializers.Serializer], name: str) -> type[PageSerializer]:
+    """A PageSerializer whose items are `item`s; `name` names its OpenAPI component."""
+    items = item(many=True, help_text="This page, newest first.")
+    return type(
+        name, (PageSerializer,), {"items": items, "__doc__": f"One page of {name.removesuffix('Page')}s."}
+    )
+
+
+JobPageSerializer = page_of(JobSerializer, "JobPage")
+
+
+@extend_schema_serializer(many=False)
+class JobEventListSerializer(serializers.Serializer):
+    """A job's whole history, oldest first."""
+
+    items = JobEventSerializer(many=True)
+
+
+class JobBatchResultSerializer(serializers.Serializer):
+    """Response of POST /jobs/batch: the jobs in request order."""
+
+    items = JobSerializer(many=True, help_text="One job per request item, in the same order.")
+    created = serializers.IntegerField(help_text="How many jobs are new.")
+    replayed = serializers.IntegerField(help_text="How many items were idempotent repeats of existing jobs.")
+
+
+class StateCountsSerializer(serializers.Serializer):
+    """Jobs per state."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {state: serializers.IntegerField(min_value=0) for state in JobState.values}
+
+
+class QueueSummarySerializer(serializers.Serializer):
+    """One queue: its jobs by state."""
+
+    name = serializers.CharField()
+    depth = serializers.IntegerField(help_text="QUEUED jobs: ready, waiting for a worker.")
+    counts = StateCountsSerializer()
+    total = serializers.IntegerField(help_text="Jobs in every state.")
+
+
+@extend_schema_serializer(many=False)
+class QueueListSerializer(serializers.Serializer):
+    """Every queue with a job, a setting, or a ready list in Redis."""
+
+    items = QueueSummarySerializer(many=True)
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok"])
+
+
+class ReadyChecksSerializer(serializers.Serializer):
+    postgres = serializers.CharField(help_text='"ok", or "error: <exception class>".')
+    redis = serializers.CharField(help_text='"ok", or "error: <exception class>".')
+
+
+class ReadySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ready"])
+    checks = ReadyChecksSerializer()
+
+
+JOB_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
+QUEUE_NAME = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The queue's name.")
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, description="Page size: default 50; clamped to 1..200.", default=50),
+    OpenApiParameter("offset", int, description="Items to skip: default 0; a negative offset counts as 0."),
+]
+STATE_PARAMETERS = [
+    OpenApiParameter("state", str, enum=JobState.values, description="Only jobs in this state (any case)."),
+    OpenApiParameter("status", str, enum=JobState.values, description="Alias of state."),
+]
+JOB_FILTERS = [
+    *STATE_PARAMETERS,
+    OpenApiParameter("queue", str, description="Only jobs of this queue."),
+    OpenApiParameter("jobType", str, description="Only jobs of this type."),
+    OpenApiParameter("q", str, description="An exact job id or idempotency key."),
+    *PAGE_PARAMETERS,
+]
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="Same as the idempotencyKey field; if both are sent they must be equal.",
+)
+
+CREATE_EXAMPLES = [
+    OpenApiExample(
+        "Minimal",
+        value={"jobType": "taskforge.echo", "payload": {"hello": "world"}},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Every option",
+        value={
+            "jobType": "taskforge.sleep",
+            "payload": {"seconds": 0.1},
+            "queue": "emails",
+            "idempotencyKey": "order-42",
+            "priority": 10,
+            "delay": 2000,
+            "maxAttempts": 3,
+            "initialDelay": 500,
+            "backoff": 2.0,
+            "maxDelay": 10000,
+            "jitter": True,
+            "timeout": 30000,
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "At a given time",
+        value={"jobType": "taskforge.noop", "runAt": "2030-01-01T00:00:00Z"},
+        request_only=True,
+    ),
+]
