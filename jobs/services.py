@@ -24,6 +24,7 @@ from jobs.errors import IdempotencyKeyReused, JobValidationError, PayloadTooLarg
 from jobs.models import LIMITS, Job
 from jobs.retry import RetryPolicy, decide_retry
 from jobs.states import JobState
+from taskforge_site import tracing
 from taskforge_site.env import QUEUE_NAME_RE
 from workers import broker
 from workers.registry import get_handler
@@ -183,6 +184,7 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
             raise type(exc)(f"Job {index}: {exc.message}", {"index": index, **exc.details}) from exc
     if not rows:
         return []
+    traceparent = tracing.current_traceparent()  # e.g. the API request's span: workers continue it
     params = {
         "ids": [r["id"] for r in rows],
         "queues": [r["queue"] for r in rows],
@@ -198,7 +200,7 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
         "timeouts": [r["timeout"] for r in rows],
         "run_ats": [r["run_at"] for r in rows],
         "delays": [r["delay"] for r in rows],
-        "traceparents": [r["traceparent"] for r in rows],
+        "traceparents": [r["traceparent"] or traceparent for r in rows],
     }
     # One job outside any atomic block is one autocommit statement (a skipped duplicate wrote
     # nothing, so there is nothing to roll back); a batch must be all or nothing.

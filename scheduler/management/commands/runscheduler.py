@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from scheduler.runtime import run_scheduler
+from taskforge_site import tracing
 
 
 class Command(BaseCommand):
@@ -20,6 +21,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cfg = settings.TASKFORGE
+        if cfg.tracing_enabled:
+            tracing.setup_tracing("taskforge-scheduler", exporter=cfg.tracing_exporter)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

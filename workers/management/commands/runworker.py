@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from taskforge_site import tracing
 from workers.runtime import Worker, WorkerOptions
 
 
@@ -41,6 +42,8 @@ class Command(BaseCommand):
                 shutdown_grace_seconds=cfg.shutdown_grace_seconds,
             )
         )
+        if cfg.tracing_enabled:
+            tracing.setup_tracing("taskforge-worker", exporter=cfg.tracing_exporter)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.request_stop())
         raise SystemExit(worker.run())
