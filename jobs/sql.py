@@ -174,12 +174,12 @@ WITH due AS (
 ), moved AS (
   UPDATE jobs j SET state = 'QUEUED', queued_at = now(), updated_at = now()
   FROM due WHERE j.id = due.id AND j.state IN ('PENDING', 'RETRYING')
-  RETURNING j.id, j.queue, j.priority, j.queued_at, j.attempt_count, j.traceparent
+  RETURNING j.id, j.queue, j.priority, j.queued_at, j.attempt_count, j.traceparent, j.job_type
 ), events AS (
   INSERT INTO job_events (job_id, type, at, attempt, details)
   SELECT id, 'queued', now(), attempt_count, '{{}}'::jsonb FROM moved
 )
-SELECT {_READY_COLUMNS}, traceparent FROM moved
+SELECT {_READY_COLUMNS}, traceparent, job_type, attempt_count FROM moved
 """
 
 # -- expire_leases --

@@ -12,6 +12,7 @@ from django.db import DatabaseError, connection
 
 from scheduler import services
 from scheduler.services import TickReport
+from workers import metrics
 
 logger = logging.getLogger("taskforge.scheduler")
 
@@ -46,12 +47,15 @@ def tick(retention_days: int) -> TickReport:
 def run_scheduler(*, tick_seconds: float, retention_days: int, stop: threading.Event) -> int:
     """Ticks until `stop` is set; returns the exit code."""
     logger.info("scheduler started", extra={"tick_seconds": tick_seconds})
+    flusher = metrics.Flusher()  # lease timeouts reach /metrics within a second
+    flusher.start()
     while not stop.is_set():
         started = time.monotonic()
         report = tick(retention_days)
         if report.any():
             logger.info("tick", extra=vars(report))
         stop.wait(max(tick_seconds - (time.monotonic() - started), 0))
+    flusher.stop()
     connection.close()
     logger.info("scheduler stopped")
     return 0

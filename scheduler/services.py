@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from jobs import sql
 from jobs.states import JobState
-from workers import broker, keys
+from taskforge_site import tracing
+from workers import broker, keys, metrics
 
 logger = logging.getLogger("taskforge.scheduler")
 
@@ -35,12 +37,14 @@ def _ready(rows: list[dict]) -> list[broker.ReadyJob]:
     return [broker.ReadyJob.from_row(r) for r in rows if r.get("state", JobState.QUEUED) == JobState.QUEUED]
 
 
-def _in_batches(query: str) -> int:
+def _in_batches(query: str, on_rows: Callable[[list[dict]], None] | None = None) -> int:
     """Runs a promote/expire statement until it runs dry (or the tick's budget is spent)."""
     total = 0
     for _ in range(MAX_BATCHES_PER_TICK):
         rows = sql.fetch(query, {"limit": BATCH})
         broker.publish_quietly(_ready(rows))
+        if on_rows is not None:
+            on_rows(rows)
         total += len(rows)
         if len(rows) < BATCH:
             break
@@ -49,12 +53,32 @@ def _in_batches(query: str) -> int:
 
 def promote_due_jobs() -> int:
     """PENDING/RETRYING jobs whose time has come -> QUEUED, then into their ready queues."""
-    return _in_batches(sql.PROMOTE_DUE_JOBS)
+    return _in_batches(sql.PROMOTE_DUE_JOBS, on_rows=_trace_promotions)
+
+
+def _trace_promotions(rows: list[dict]) -> None:
+    """A `job.promote` span per traced job: from its move to QUEUED until it is in Redis."""
+    if not tracing.enabled():
+        return
+    for row in rows:
+        tracing.record_job_span(
+            "job.promote",
+            traceparent=row["traceparent"],
+            job_id=row["id"],
+            queue=row["queue"],
+            job_type=row["job_type"],
+            attempt=row["attempt_count"] + 1,  # the attempt it is queued for
+            start_time_ns=int(row["queued_at"].timestamp() * 1e9),
+        )
 
 
 def expire_leases() -> int:
     """RUNNING jobs with an expired lease -> QUEUED (or DLQ / CANCELED); a failed attempt."""
-    return _in_batches(sql.EXPIRE_LEASES)
+    return _in_batches(sql.EXPIRE_LEASES, on_rows=_count_lease_timeouts)
+
+
+def _count_lease_timeouts(rows: list[dict]) -> None:
+    metrics.count_per_queue(metrics.LEASE_TIMEOUTS, (row["queue"] for row in rows))
 
 
 def return_stale_inflight() -> int:

@@ -33,9 +33,12 @@ INSTALLED_APPS = [
     "dlq",
     "scheduler",
     "workers",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # First and last, so django-prometheus' request metrics time the whole stack.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "taskforge_site.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -45,6 +48,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "taskforge_site.urls"

@@ -4,12 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from taskforge_site.api_docs import RedocView, SchemaView, SwaggerView
+from taskforge_site.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("jobs.api.urls")),
 ]
 

@@ -78,6 +78,11 @@ def ping() -> None:
     _probe_client().ping()
 
 
+def fast_client() -> redis.Redis:
+    """A client that gives up after about a second, for answers that must not hang (/metrics)."""
+    return _probe_client()
+
+
 def publish(jobs: Sequence[ReadyJob]) -> None:
     """Adds jobs to their ready queues and wakes idle workers (idempotent: ZADD)."""
     if not jobs:
@@ -192,6 +197,16 @@ def pop_ready(
         args=[int(time.time() * 1000), count, "fair" if fair else "ordered", *map(str, ack)],
     )
     return [uuid.UUID(i) for i in ids]
+
+
+def queues_with_backlog(queues: Sequence[str]) -> list[str]:
+    """Those of `queues` whose ready queue holds ids right now (one pipeline of ZCARDs)."""
+    if not queues:
+        return []
+    pipe = client().pipeline(transaction=False)
+    for name in queues:
+        pipe.zcard(keys.queue_key(name))
+    return [name for name, size in zip(queues, pipe.execute(), strict=True) if size]
 
 
 def ack_inflight(ids: Iterable[uuid.UUID]) -> None:

@@ -14,6 +14,13 @@ Redis holds only what can be rebuilt from Postgres; a flush or restart loses no 
   host, pid, queues, slots, busy, started_at with a TTL of one lease. Written by workers.
 - ``taskforge:lock:{name}`` STRING owner token, SET NX PX; scheduler locks (resync, prune).
 - ``taskforge:reconcile:cursor`` STRING "queued_at|id" where the scheduler's sweep resumes.
+- ``taskforge:stats:counter:{name}`` HASH queue -> count since Redis last started (e.g.
+  ``job_attempts_total``); no TTL. Workers and schedulers add to it (HINCRBY, batched about once
+  a second by workers/metrics.py); the API's /metrics reads it. Redis losing it resets the
+  counters, which Prometheus' rate() treats as a counter reset.
+- ``taskforge:stats:histogram:{name}`` HASH "{queue}|{le}" -> observations in that bucket alone
+  (not cumulative; le "+Inf" past the last bound) and "{queue}|sum" -> seconds (HINCRBYFLOAT);
+  no TTL. Same writers and reader as the counters.
 """
 
 PREFIX = "taskforge:"
@@ -33,6 +40,16 @@ def queue_key(name: str) -> str:
 def worker_key(worker_id: str) -> str:
     """One worker's heartbeat hash."""
     return f"{PREFIX}worker:{worker_id}"
+
+
+def stats_counter_key(name: str) -> str:
+    """A cluster-wide counter, one field per queue."""
+    return f"{PREFIX}stats:counter:{name}"
+
+
+def stats_histogram_key(name: str) -> str:
+    """A cluster-wide histogram, one field per queue and bucket plus one sum per queue."""
+    return f"{PREFIX}stats:histogram:{name}"
 
 
 def lock_key(name: str) -> str:

@@ -30,7 +30,9 @@ import redis
 from django.db import DatabaseError, close_old_connections, connection
 
 from jobs.services import ClaimedJob, Outcome, claim_jobs, release_jobs, renew_leases, settle_jobs
-from workers import broker
+from taskforge_site import tracing
+from taskforge_site.logging import job_var
+from workers import broker, metrics
 from workers.context import JobCancelled, JobContext, PermanentError
 from workers.registry import get_handler
 
@@ -52,6 +54,7 @@ class _Held:
     job: ClaimedJob
     ctx: JobContext
     done: bool = False
+    runtime: float = 0.0  # seconds the handler ran, for the runtime histogram
 
 
 @dataclass
@@ -135,6 +138,8 @@ class Worker:
         for thread in (*threads, settler, heartbeat):
             thread.start()
         self._wakeup.start()
+        flusher = metrics.Flusher()
+        flusher.start()
         logger.info(
             "worker started",
             extra={
@@ -147,11 +152,14 @@ class Worker:
             if not self._claim_once() and self.opt.burst and self._idle():
                 break
         self._shutdown(threads, settler, heartbeat)
+        flusher.stop()  # after the last settle, so its counts are in
         logger.info("worker stopped", extra={"worker_id": self.id})
         return 0
 
     def _claim_once(self) -> bool:
         """One turn of the claim loop; False when there was nothing to claim."""
+        if self._full():
+            self._count_throttled()
         with self._lock:
             while self._busy >= self._capacity and not self._stopping.is_set():
                 self._slot_free.wait(timeout=0.2)
@@ -191,7 +199,25 @@ class Worker:
                 self._held[job.id] = held
                 self._busy += 1
                 self._work.put(held)
+        metrics.record_claimed((job.queue, (job.started_at - job.queued_at).total_seconds()) for job in jobs)
         return True
+
+    def _full(self) -> bool:
+        with self._lock:
+            return self._busy >= self._capacity
+
+    def _count_throttled(self) -> None:
+        """No free slot: counts one concurrency throttle per served queue with jobs waiting.
+
+        One ZCARD pipeline, only when the worker is full (rare while jobs are short, and cheap
+        next to the jobs when they are long).
+        """
+        try:
+            waiting = broker.queues_with_backlog(self._queues)
+        except redis.RedisError:
+            return  # the pop that follows reports the outage
+        for queue_name in waiting:
+            metrics.count_throttled(queue_name, "concurrency")
 
     def _current_queues(self) -> list[str]:
         """The queues to pop from this turn: the given ones in order, or every known queue in turn."""
@@ -234,18 +260,33 @@ class Worker:
         """Runs the handler; None when the attempt no longer counts (its lease was lost)."""
         job, ctx = held.job, held.ctx
         spec = get_handler(job.job_type)
-        try:
-            if spec is None:
-                raise PermanentError(f"no handler registered for job type {job.job_type!r}")
-            result = spec.func(ctx, job.payload)
-        except JobCancelled:
-            outcome = Outcome.cancelled(job)
-        except PermanentError as exc:
-            outcome = Outcome.failure(job, exc, permanent=True)
-        except Exception as exc:  # a handler's bug is the job's failure, never the worker's
-            outcome = Outcome.failure(job, exc, permanent=False)
-        else:
-            outcome = Outcome.success(job, result)
+        bound = job_var.set((str(job.id), job.queue))  # the handler's own log lines carry them
+        started = time.perf_counter()
+        with tracing.job_span(
+            "job.execute",
+            traceparent=job.traceparent,
+            job_id=job.id,
+            queue=job.queue,
+            job_type=job.job_type,
+            attempt=job.attempt,
+        ) as span:
+            try:
+                if spec is None:
+                    raise PermanentError(f"no handler registered for job type {job.job_type!r}")
+                result = spec.func(ctx, job.payload)
+            except JobCancelled:
+                outcome = Outcome.cancelled(job)
+            except PermanentError as exc:
+                tracing.record_failure(span, exc)
+                outcome = Outcome.failure(job, exc, permanent=True)
+            except Exception as exc:  # a handler's bug is the job's failure, never the worker's
+                tracing.record_failure(span, exc)
+                outcome = Outcome.failure(job, exc, permanent=False)
+            else:
+                outcome = Outcome.success(job, result)
+            finally:
+                held.runtime = time.perf_counter() - started
+                job_var.reset(bound)
         if ctx.lease_lost:
             logger.warning(
                 "lease lost while running; result dropped",
@@ -291,6 +332,7 @@ class Worker:
         ok, settled = _db_safe("settle", lambda: settle_jobs(worker_id=self.id, outcomes=outcomes))
         if not ok:
             return False  # keep them; the heartbeat keeps their leases alive meanwhile
+        self._record_settled(settled)
         for outcome in outcomes:
             if outcome.job_id not in settled:
                 logger.warning(
@@ -301,6 +343,12 @@ class Worker:
             for outcome in outcomes:
                 self._held.pop(outcome.job_id, None)
         return True
+
+    def _record_settled(self, settled: dict[uuid.UUID, str]) -> None:
+        """Success/failure and runtime per settled attempt (fenced-out ones did not count)."""
+        with self._lock:
+            held = [(self._held.get(job_id), state) for job_id, state in settled.items()]
+        metrics.record_settled((h.job.queue, state, h.runtime) for h, state in held if h is not None)
 
     # ---- heartbeat -----------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
