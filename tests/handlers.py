@@ -3,6 +3,7 @@ how often a handler really ran (at-least-once: duplicates are visible, never hid
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from workers import broker
@@ -22,3 +23,9 @@ def record(ctx: JobContext, payload: Any) -> dict[str, Any]:
 @handler("tests.defaults", queue="special", max_attempts=2, initial_delay_ms=10, backoff=3.0)
 def with_defaults(ctx: JobContext, payload: Any) -> None:
     """A handler whose registration carries per-type defaults."""
+
+
+@handler("tests.log")
+def log_line(ctx: JobContext, payload: Any) -> None:
+    """Logs one line without `extra=`: the worker adds the job's context (and trace ids)."""
+    logging.getLogger("tests.handlers").warning("handler says hi")

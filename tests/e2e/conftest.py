@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -19,12 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 class Proc:
     """A TaskForge process started by a test; its output is kept for failure messages."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, program: Sequence[str] = ("manage.py",)
+    ) -> None:
         self.args = args
         self.log = log
         self._out = log.open("wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
+            [sys.executable, *program, *args],
             cwd=ROOT,
             env=env,
             stdout=self._out,
@@ -70,7 +72,10 @@ def _test_dsn() -> str:
 
 @pytest.fixture
 def spawn(transactional_db: None, tmp_path: Path) -> Iterator:
-    """spawn("runworker", "--concurrency", "4", env={...}) starts a process; all stop at teardown."""
+    """spawn("runworker", "--concurrency", "4", env={...}) starts a process; all stop at teardown.
+
+    `program=("-m", "gunicorn")` runs something other than manage.py with the same environment.
+    """
     procs: list[Proc] = []
     base_env = {
         **os.environ,
@@ -80,8 +85,9 @@ def spawn(transactional_db: None, tmp_path: Path) -> Iterator:
         "PYTHONUNBUFFERED": "1",
     }
 
-    def start(*args: str, env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(list(args), {**base_env, **(env or {})}, tmp_path / f"{args[0]}-{len(procs)}.log")
+    def start(*args: str, env: dict[str, str] | None = None, program: Sequence[str] = ("manage.py",)) -> Proc:
+        log = tmp_path / f"{program[-1]}-{args[0]}-{len(procs)}.log"
+        proc = Proc(list(args), {**base_env, **(env or {})}, log, program)
         procs.append(proc)
         return proc
 
