@@ -45,3 +45,8 @@ class InvalidStateTransition(TaskForgeError):
 class DependencyNotReady(TaskForgeError):
     code = "dependency_not_ready"
     http_status = 503
+
+
+class JobNotFound(TaskForgeError):
+    code = "not_found"
+    http_status = 404

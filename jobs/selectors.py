@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
-from jobs.models import Job, JobEvent
+from dlq.models import DeadLetter
+from jobs import sql
+from jobs.models import Job, JobEvent, QueueSettings
 from jobs.states import JobState
 from workers import broker
 
@@ -62,22 +66,138 @@ def job_events(job: Job) -> list[JobEvent]:
     return list(JobEvent.objects.filter(job=job).order_by("id"))
 
 
-def queue_summaries() -> list[dict]:
-    """Every queue with its job counts by state (queues known to Redis but empty included)."""
-    counts: dict[str, dict[str, int]] = {}
-    for row in Job.objects.values("queue", "state").annotate(n=Count("id")).order_by():
-        counts.setdefault(row["queue"], {s: 0 for s in JobState})[row["state"]] = row["n"]
+ACTIVE_STATES = (JobState.PENDING, JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Jobs by queue and state: live for active states and the DLQ, cached for finished ones."""
+
+    by_queue: dict[str, dict[str, int]]
+    finished_as_of: float | None
+    redis_available: bool
+
+
+def queue_counts() -> QueueCounts:
+    """Counts without touching finished rows (they are most of the table)."""
+    by_queue: dict[str, dict[str, int]] = {}
+
+    def add(queue: str, state: str, n: int) -> None:
+        by_queue.setdefault(queue, dict.fromkeys(JobState.values, 0))[state] = n
+
+    active = Job.objects.filter(state__in=ACTIVE_STATES).values_list("queue", "state")
+    for queue, state, n in active.annotate(n=Count("id")).order_by():
+        add(queue, state, n)
+    for queue, n in DeadLetter.objects.values_list("queue").annotate(n=Count("job_id")).order_by():
+        add(queue, JobState.DLQ, n)
+    for queue in QueueSettings.objects.values_list("name", flat=True):
+        by_queue.setdefault(queue, dict.fromkeys(JobState.values, 0))
     try:
-        for name in broker.known_queues():
-            counts.setdefault(name, {s: 0 for s in JobState})
+        finished, as_of = broker.finished_counts()
+        for queue in broker.known_queues():
+            by_queue.setdefault(queue, dict.fromkeys(JobState.values, 0))
     except redis.RedisError:  # Redis being down must not break a read of Postgres
-        pass
+        return QueueCounts(by_queue, None, redis_available=False)
+    for (queue, state), n in finished.items():
+        add(queue, state, n)
+    return QueueCounts(by_queue, as_of, redis_available=True)
+
+
+def paused_queues() -> set[str]:
+    """Names of the queues workers do not claim from."""
+    return set(QueueSettings.objects.filter(paused=True).values_list("name", flat=True))
+
+
+def queue_summaries() -> list[dict]:
+    """Every queue with its job counts by state, depth (QUEUED) and whether it is paused."""
+    counts = queue_counts()
+    paused = paused_queues()
     return [
         {
             "name": name,
+            "paused": name in paused,
             "depth": by_state[JobState.QUEUED],
             "counts": by_state,
             "total": sum(by_state.values()),
         }
-        for name, by_state in sorted(counts.items())
+        for name, by_state in sorted(counts.by_queue.items())
     ]
+
+
+def _windows(now_counts: dict, hour_counts: dict, queue: str | None) -> dict[str, dict[str, int]]:
+    def total(counts: dict, outcome: str) -> int:
+        return sum(n for (q, o), n in counts.items() if o == outcome and queue in (None, q))
+
+    return {
+        outcome: {"lastMinute": total(now_counts, outcome), "lastHour": total(hour_counts, outcome)}
+        for outcome in ("succeeded", "failed")
+    }
+
+
+def cluster_stats(*, worker_max_age_seconds: float) -> dict:
+    """GET /stats: per queue and in total; cheap on any table size (indexes and Redis only)."""
+    counts = queue_counts()
+    paused = paused_queues()
+    names = sorted(counts.by_queue)
+    oldest = {row["queue"]: row["oldest"] for row in sql.fetch(sql.OLDEST_QUEUED, {"queues": names})}
+    now = timezone.now()
+    try:
+        last_minute, last_hour = broker.throughput(1), broker.throughput(60)
+        workers = broker.online_workers(worker_max_age_seconds)
+    except redis.RedisError:
+        last_minute, last_hour, workers = {}, {}, []
+
+    def age(queue_oldest: list) -> float | None:
+        known = [t for t in queue_oldest if t is not None]
+        return round((now - min(known)).total_seconds(), 3) if known else None
+
+    def slots(queue: str | None) -> dict[str, int]:
+        serving = [
+            w
+            for w in workers
+            if queue is None or w.get("queues") in ("*", None) or queue in w["queues"].split(",")
+        ]
+        return {
+            "online": len(serving),
+            "busySlots": sum(int(w.get("busy", 0)) for w in serving),
+            "totalSlots": sum(int(w.get("slots", 0)) for w in serving),
+        }
+
+    queues = [
+        {
+            "name": name,
+            "paused": name in paused,
+            "counts": counts.by_queue[name],
+            "dlq": counts.by_queue[name][JobState.DLQ],
+            "oldestQueuedAgeSeconds": age([oldest.get(name)]),
+            "workers": slots(name),
+            **_windows(last_minute, last_hour, name),
+        }
+        for name in names
+    ]
+    totals = {state: sum(q["counts"][state] for q in queues) for state in JobState.values}
+    return {
+        "queues": queues,
+        "total": {
+            "counts": totals,
+            "dlq": totals[JobState.DLQ],
+            "oldestQueuedAgeSeconds": age(list(oldest.values())),
+            "workers": slots(None),
+            **_windows(last_minute, last_hour, None),
+        },
+        "workers": [
+            {
+                "id": w.get("id"),
+                "host": w.get("host"),
+                "pid": int(w["pid"]) if w.get("pid") else None,
+                "queues": w.get("queues", "*").split(","),
+                "slots": int(w.get("slots", 0)),
+                "busy": int(w.get("busy", 0)),
+            }
+            for w in workers
+        ],
+        "finishedCountsAsOf": (
+            datetime.fromtimestamp(counts.finished_as_of, UTC).isoformat() if counts.finished_as_of else None
+        ),
+        "redisAvailable": counts.redis_available,
+    }

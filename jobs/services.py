@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
@@ -17,17 +18,26 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 
 from jobs import sql
-from jobs.errors import IdempotencyKeyReused, JobValidationError, PayloadTooLarge, UnknownJobType
-from jobs.models import LIMITS, Job
+from jobs.errors import (
+    DependencyNotReady,
+    IdempotencyKeyReused,
+    InvalidStateTransition,
+    JobNotFound,
+    JobValidationError,
+    PayloadTooLarge,
+    UnknownJobType,
+)
+from jobs.models import LIMITS, Job, QueueSettings
 from jobs.retry import RetryPolicy, decide_retry
 from jobs.states import JobState
 from taskforge_site import tracing
 from taskforge_site.env import QUEUE_NAME_RE
 from workers import broker
 from workers.registry import get_handler
+
+logger = logging.getLogger("taskforge.services")
 
 MAX_JSON_DEPTH = 64
 MAX_ERROR_CHARS = 2_000
@@ -213,8 +223,10 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
             if row["id"] in inserted:
                 results.append(EnqueueResult(inserted[row["id"]], created=True))
                 continue
-            job = existing[(row["queue"], row["key"])]
-            if job.job_type != row["job_type"] or job.payload != json.loads(row["payload"]):
+            if index not in existing:  # pruned between our INSERT and this lookup
+                raise DependencyNotReady("The idempotency key was released meanwhile; retry.")
+            same, job = existing[index]
+            if not same:
                 details = {"jobId": str(job.id), "idempotencyKey": row["key"]}
                 raise IdempotencyKeyReused(
                     "This idempotency key was used for a different job.",
@@ -239,15 +251,26 @@ def _job_from_row(row: dict[str, Any]) -> Job:
     return Job(**row)
 
 
-def _existing_for_skipped(rows: list[dict[str, Any]], inserted: Mapping[uuid.UUID, Job]) -> dict:
-    """The jobs that already held the idempotency keys of the rows the INSERT skipped."""
-    wanted = {(r["queue"], r["key"]) for r in rows if r["id"] not in inserted}
-    if not wanted:
+def _existing_for_skipped(
+    rows: list[dict[str, Any]], inserted: Mapping[uuid.UUID, Job]
+) -> dict[int, tuple[bool, Job]]:
+    """For each row the INSERT skipped: the job holding its key, and whether it is the same job.
+
+    Postgres compares the payloads as jsonb, as it stored them (1e23 and its integer are one).
+    """
+    skipped = [(index, r) for index, r in enumerate(rows) if r["id"] not in inserted]
+    if not skipped:
         return {}
-    match = Q()
-    for queue, key in wanted:
-        match |= Q(queue=queue, idempotency_key=key)
-    return {(job.queue, job.idempotency_key): job for job in Job.objects.filter(match)}
+    found = sql.fetch(
+        sql.EXISTING_BY_KEY,
+        {
+            "queues": [r["queue"] for _, r in skipped],
+            "keys": [r["key"] for _, r in skipped],
+            "job_types": [r["job_type"] for _, r in skipped],
+            "payloads": [r["payload"] for _, r in skipped],
+        },
+    )
+    return {skipped[row.pop("n") - 1][0]: (row.pop("same_job"), _job_from_row(row)) for row in found}
 
 
 def enqueue_job(job_type: str, payload: Any = None, **options: Any) -> EnqueueResult:
@@ -305,7 +328,7 @@ def claim_jobs(*, worker_id: str, ids: Sequence[uuid.UUID], lease_seconds: float
     if not ids:
         return []
     rows = sql.fetch(
-        sql.CLAIM_JOBS, {"worker": worker_id, "ids": list(ids), "lease_ms": int(lease_seconds * 1000)}
+        sql.CLAIM_JOBS, {"worker": worker_id, "ids": sorted(ids), "lease_ms": int(lease_seconds * 1000)}
     )
     return [ClaimedJob.from_row(row) for row in rows]
 
@@ -317,11 +340,35 @@ def renew_leases(*, held: Mapping[uuid.UUID, uuid.UUID], lease_seconds: float) -
     """
     if not held:
         return {}
+    pairs = sorted(held.items())  # one lock order for every statement: no deadlocks
     rows = sql.fetch(
         sql.RENEW_LEASES,
-        {"ids": list(held), "tokens": list(held.values()), "lease_ms": int(lease_seconds * 1000)},
+        {
+            "ids": [i for i, _ in pairs],
+            "tokens": [t for _, t in pairs],
+            "lease_ms": int(lease_seconds * 1000),
+        },
     )
     return {row["id"]: row["cancel_requested"] for row in rows}
+
+
+def storable_text(text: str) -> str:
+    """Text Postgres can store: no NUL bytes, no lone surrogates (an error message may have both)."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _safe_str(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:  # an exception whose __str__ fails must still fail its job cleanly
+        return f"<unprintable {type(error).__name__}>"
+
+
+def _safe_traceback(error: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(error))
+    except Exception:
+        return f"<traceback unavailable for {type(error).__name__}>"
 
 
 @dataclass(frozen=True)
@@ -336,6 +383,7 @@ class Outcome:
     traceback: str | None = None
     delay_ms: int | None = None
     reason: str | None = None
+    exception_class: str | None = None  # dotted path, for django.tasks' TaskResult.errors
 
     @classmethod
     def success(cls, job: ClaimedJob, result: Any) -> Outcome:
@@ -350,11 +398,20 @@ class Outcome:
     def failure(cls, job: ClaimedJob, error: BaseException, *, permanent: bool) -> Outcome:
         """RETRYING with backoff, or DLQ when permanent or out of attempts."""
         decision = decide_retry(job.policy, attempt=job.attempt, permanent=permanent)
-        message = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
-        trace = "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
+        message = storable_text(f"{type(error).__name__}: {_safe_str(error)}")[:MAX_ERROR_CHARS]
+        trace = storable_text(_safe_traceback(error))[-MAX_TRACEBACK_CHARS:]
+        path = f"{type(error).__module__}.{type(error).__qualname__}"
         if decision.dead_letter:
             reason = "permanent error" if permanent else "attempts exhausted"
-            return cls(job.id, job.lease_token, JobState.DLQ, error=message, traceback=trace, reason=reason)
+            return cls(
+                job.id,
+                job.lease_token,
+                JobState.DLQ,
+                error=message,
+                traceback=trace,
+                reason=reason,
+                exception_class=path,
+            )
         return cls(
             job.id,
             job.lease_token,
@@ -362,6 +419,7 @@ class Outcome:
             error=message,
             traceback=trace,
             delay_ms=decision.delay_ms,
+            exception_class=path,
         )
 
     @classmethod
@@ -378,6 +436,7 @@ def settle_jobs(*, worker_id: str, outcomes: Sequence[Outcome]) -> dict[uuid.UUI
     """
     if not outcomes:
         return {}
+    outcomes = sorted(outcomes, key=lambda o: o.job_id)  # the lock order renew_leases uses
     rows = sql.fetch(
         sql.SETTLE_JOBS,
         {
@@ -390,6 +449,7 @@ def settle_jobs(*, worker_id: str, outcomes: Sequence[Outcome]) -> dict[uuid.UUI
             "tracebacks": [o.traceback for o in outcomes],
             "delays": [o.delay_ms for o in outcomes],
             "reasons": [o.reason for o in outcomes],
+            "exception_classes": [o.exception_class for o in outcomes],
         },
     )
     return {row["id"]: row["state"] for row in rows}
@@ -404,3 +464,97 @@ def release_jobs(*, worker_id: str, held: Mapping[uuid.UUID, uuid.UUID]) -> int:
     )
     broker.publish_quietly([broker.ReadyJob.from_row(r) for r in rows if r["state"] == JobState.QUEUED])
     return len(rows)
+
+
+# ---- operator actions --------------------------------------------------------------------
+# Batched (the admin acts on many rows at once); each returns what it changed. The single-job
+# forms below raise JobNotFound or InvalidStateTransition (naming the current state) instead.
+
+RETRYABLE_STATES = (JobState.RETRYING, JobState.DLQ, JobState.CANCELED)
+
+
+def requeue_jobs(
+    *, ids: Sequence[uuid.UUID], from_states: Sequence[str], event: str, actor: str | None, reason: str | None
+) -> list[uuid.UUID]:
+    """Moves jobs in `from_states` back to QUEUED (retry/replay) and publishes them after commit."""
+    if not ids:
+        return []
+    rows = sql.fetch(
+        sql.REQUEUE_JOBS,
+        {
+            "ids": list(ids),
+            "from_states": list(from_states),
+            "event": event,
+            "actor": actor,
+            "reason": reason,
+        },
+    )
+    ready = [broker.ReadyJob.from_row(r) for r in rows]
+    transaction.on_commit(lambda: broker.publish_quietly(ready))
+    return [r["id"] for r in rows]
+
+
+def retry_jobs(
+    *, ids: Sequence[uuid.UUID], actor: str | None = None, reason: str | None = None
+) -> list[uuid.UUID]:
+    """RETRYING (now, attempts kept), DLQ or CANCELED (afresh) -> QUEUED."""
+    return requeue_jobs(ids=ids, from_states=RETRYABLE_STATES, event="retried", actor=actor, reason=reason)
+
+
+def cancel_jobs(
+    *, ids: Sequence[uuid.UUID], actor: str | None = None, reason: str | None = None
+) -> dict[uuid.UUID, str]:
+    """Cancels waiting jobs at once and asks running ones to stop; returns id -> new state."""
+    if not ids:
+        return {}
+    rows = sql.fetch(sql.CANCEL_JOBS, {"ids": list(ids), "actor": actor, "reason": reason})
+    canceled = [(r["queue"], r["id"]) for r in rows if r["state"] == JobState.CANCELED]
+    transaction.on_commit(lambda: broker.remove_ready_quietly(canceled))
+    return {r["id"]: r["state"] for r in rows}
+
+
+def act_on_job(job_id: str | uuid.UUID, action: str, apply: Any) -> Job:
+    """Runs a batched action on one job; 404 when there is no such job, 409 when it did not apply."""
+    try:
+        as_id = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+    except ValueError:
+        raise JobNotFound("No job with this id.") from None
+    changed = apply([as_id])
+    job = Job.objects.filter(id=as_id).first()
+    if job is None:
+        raise JobNotFound("No job with this id.")
+    if as_id not in changed:
+        raise InvalidStateTransition(
+            f"Cannot {action} a job in state {job.state}.", {"state": job.state, "action": action}
+        )
+    return job
+
+
+def retry_job(job_id: str | uuid.UUID, *, actor: str | None = None, reason: str | None = None) -> Job:
+    """One job back to QUEUED; see retry_jobs."""
+    return act_on_job(job_id, "retry", lambda ids: retry_jobs(ids=ids, actor=actor, reason=reason))
+
+
+def cancel_job(job_id: str | uuid.UUID, *, actor: str | None = None, reason: str | None = None) -> Job:
+    """Cancels one job; a second cancel of a job still running is a no-op, not an error."""
+
+    def apply(ids: list[uuid.UUID]) -> Any:
+        changed = cancel_jobs(ids=ids, actor=actor, reason=reason)
+        if (
+            not changed
+            and Job.objects.filter(id__in=ids, state=JobState.RUNNING, cancel_requested=True).exists()
+        ):
+            return ids  # already asked to stop: idempotent
+        return changed
+
+    return act_on_job(job_id, "cancel", apply)
+
+
+def set_queue_paused(name: str, paused: bool, *, actor: str | None = None) -> QueueSettings:
+    """Pauses or resumes a queue: it still accepts jobs, but workers stop claiming from it."""
+    if not QUEUE_NAME_RE.match(name):
+        raise JobValidationError("Invalid queue name.", {"queue": ["must be 1-100 letters, digits or _.:-"]})
+    settings_row, _ = QueueSettings.objects.update_or_create(name=name, defaults={"paused": paused})
+    logger.info("queue paused" if paused else "queue resumed", extra={"queue": name, "actor": actor})
+    transaction.on_commit(lambda: broker.set_paused_quietly(name, paused))
+    return settings_row

@@ -59,6 +59,16 @@ WITH input AS (
 SELECT * FROM inserted
 """
 
+# -- existing_by_key --
+# For enqueued rows skipped as idempotent repeats: the job holding each (queue, key), and
+# whether it is the same job (jsonb equality, as stored). `n` is the input row's position.
+EXISTING_BY_KEY = """
+SELECT j.*, i.n, (j.job_type = i.job_type AND j.payload = i.payload::jsonb) AS same_job
+FROM unnest(%(queues)s::text[], %(keys)s::text[], %(job_types)s::text[], %(payloads)s::text[])
+       WITH ORDINALITY AS i(queue, key, job_type, payload, n)
+JOIN jobs j ON j.queue = i.queue AND j.idempotency_key = i.key
+"""
+
 # -- claim_jobs --
 # Claims the popped ids that are still QUEUED. No SKIP LOCKED needed: a concurrent claimer of
 # the same id blocks on the row, then re-checks `state = 'QUEUED'` and skips it, so no job is
@@ -112,8 +122,8 @@ SETTLE_JOBS = f"""
 WITH outcome AS (
   SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(states)s::text[],
                        %(results)s::text[], %(errors)s::text[], %(tracebacks)s::text[],
-                       %(delays)s::bigint[], %(reasons)s::text[])
-    AS o(id, token, state, result, error, traceback, delay_ms, reason)
+                       %(delays)s::bigint[], %(reasons)s::text[], %(exception_classes)s::text[])
+    AS o(id, token, state, result, error, traceback, delay_ms, reason, exception_class)
 ), moved AS (
   UPDATE jobs j SET
     state = CASE WHEN j.cancel_requested THEN 'CANCELED' ELSE o.state END,
@@ -126,11 +136,11 @@ WITH outcome AS (
   FROM outcome o
   WHERE j.id = o.id AND j.state = 'RUNNING' AND j.lease_token = o.token
   RETURNING j.id, j.state, j.queue, j.job_type, j.payload, j.attempt_count, j.last_error,
-            j.next_run_at, o.error, o.traceback, o.reason
+            j.next_run_at, o.error, o.traceback, o.reason, o.exception_class
 ), events AS (
   INSERT INTO job_events (job_id, type, at, attempt, worker_id, details)
   SELECT id, 'failed', now(), attempt_count, %(worker)s,
-         jsonb_build_object('error', error, 'traceback', traceback)
+         jsonb_build_object('error', error, 'traceback', traceback, 'exceptionClass', exception_class)
   FROM moved WHERE error IS NOT NULL
   UNION ALL
   SELECT id, {_OUTCOME_EVENT}, now(), attempt_count, %(worker)s,
@@ -215,6 +225,91 @@ WITH expired AS (
   FROM moved
 ), dead AS ({_DEAD_LETTER_UPSERT})
 SELECT {_READY_COLUMNS}, state FROM moved
+"""
+
+# Operator actions below take a batch of ids and the states each action may start from; the
+# `prev` CTE locks the rows (FOR NO KEY UPDATE) so two concurrent actions on one job serialise
+# and the loser re-checks the state and matches nothing. Events carry who and why.
+
+# -- requeue_jobs --
+# retry / replay: RETRYING runs now with its attempts kept; DLQ and CANCELED start afresh
+# (attempts, error, cancel flag reset) and leave the DLQ. %(event)s is 'retried' or 'replayed'.
+REQUEUE_JOBS = f"""
+WITH prev AS (
+  SELECT id, state FROM jobs WHERE id = ANY(%(ids)s::uuid[]) AND state = ANY(%(from_states)s::text[])
+  FOR NO KEY UPDATE
+), moved AS (
+  UPDATE jobs j SET state = 'QUEUED',
+    attempt_count = CASE WHEN prev.state = 'RETRYING' THEN j.attempt_count ELSE 0 END,
+    last_error = CASE WHEN prev.state = 'RETRYING' THEN j.last_error END,
+    cancel_requested = false, queued_at = now(), finished_at = NULL, updated_at = now()
+  FROM prev WHERE j.id = prev.id AND j.state = prev.state
+  RETURNING j.id, j.queue, j.priority, j.queued_at, j.attempt_count, prev.state AS from_state
+), dead AS (
+  DELETE FROM dead_letters WHERE job_id IN (SELECT id FROM moved)
+), events AS (
+  INSERT INTO job_events (job_id, type, at, attempt, details)
+  SELECT id, %(event)s, now(), attempt_count, jsonb_strip_nulls(jsonb_build_object(
+    'from', from_state, 'actor', %(actor)s::text, 'reason', %(reason)s::text))
+  FROM moved
+)
+SELECT {_READY_COLUMNS} FROM moved
+"""
+
+# -- cancel_jobs --
+# PENDING/QUEUED/RETRYING end CANCELED at once; a RUNNING job gets cancel_requested (its
+# worker sees it at the next heartbeat; the settle or the lease expiry then ends it CANCELED).
+CANCEL_JOBS = """
+WITH prev AS (
+  SELECT id, state FROM jobs
+  WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('PENDING', 'QUEUED', 'RETRYING', 'RUNNING')
+    AND NOT cancel_requested
+  FOR NO KEY UPDATE
+), moved AS (
+  UPDATE jobs j SET cancel_requested = true,
+    state = CASE WHEN prev.state = 'RUNNING' THEN 'RUNNING' ELSE 'CANCELED' END,
+    finished_at = CASE WHEN prev.state = 'RUNNING' THEN NULL ELSE now() END, updated_at = now()
+  FROM prev WHERE j.id = prev.id AND j.state = prev.state AND NOT j.cancel_requested
+  RETURNING j.id, j.state, j.queue, j.attempt_count, prev.state AS from_state
+), events AS (
+  INSERT INTO job_events (job_id, type, at, attempt, details)
+  SELECT id, CASE state WHEN 'CANCELED' THEN 'canceled' ELSE 'cancel_requested' END, now(),
+         attempt_count, jsonb_strip_nulls(jsonb_build_object(
+           'from', from_state, 'actor', %(actor)s::text, 'reason', %(reason)s::text))
+  FROM moved
+)
+SELECT id, state, queue FROM moved
+"""
+
+# -- dead_letter_jobs --
+# An operator moves non-terminal jobs to the DLQ. Clearing the lease fences a RUNNING job's
+# worker off: its settle and heartbeat no longer match.
+DEAD_LETTER_JOBS = f"""
+WITH prev AS (
+  SELECT id, state FROM jobs
+  WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('PENDING', 'QUEUED', 'RETRYING', 'RUNNING')
+  FOR NO KEY UPDATE
+), moved AS (
+  UPDATE jobs j SET state = 'DLQ', finished_at = now(), updated_at = now(),
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+  FROM prev WHERE j.id = prev.id AND j.state = prev.state
+  RETURNING j.id, j.state, j.queue, j.job_type, j.payload, j.attempt_count, j.last_error,
+            %(reason)s::text AS reason, prev.state AS from_state
+), events AS (
+  INSERT INTO job_events (job_id, type, at, attempt, details)
+  SELECT id, 'dead_lettered', now(), attempt_count, jsonb_strip_nulls(jsonb_build_object(
+    'from', from_state, 'actor', %(actor)s::text, 'reason', reason))
+  FROM moved
+), dead AS ({_DEAD_LETTER_UPSERT})
+SELECT id, state, queue FROM moved
+"""
+
+# -- oldest_queued --
+# The oldest QUEUED job of each given queue: one index seek per queue on jobs_active_idx.
+OLDEST_QUEUED = """
+SELECT q.queue, (SELECT min(queued_at) FROM jobs j WHERE j.state = 'QUEUED' AND j.queue = q.queue)
+       AS oldest
+FROM unnest(%(queues)s::text[]) AS q(queue)
 """
 
 # -- queued_jobs_by_id --

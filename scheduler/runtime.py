@@ -17,10 +17,10 @@ from workers import metrics
 logger = logging.getLogger("taskforge.scheduler")
 
 
-def _step(name: str, func: Callable[[], int]) -> int:
+def _step(name: str, func: Callable[[], int | None]) -> int:
     """Runs one duty; a Postgres or Redis outage skips it this tick and never stops the loop."""
     try:
-        return func()
+        return func() or 0
     except DatabaseError as exc:
         logger.warning("database error; will retry next tick", extra={"step": name, "error": str(exc)})
         try:
@@ -29,11 +29,15 @@ def _step(name: str, func: Callable[[], int]) -> int:
             pass
     except redis.RedisError as exc:
         logger.warning("redis error; will retry next tick", extra={"step": name, "error": str(exc)})
+    except Exception:  # a bug in one duty must not stop the others (or the next tick)
+        logger.exception("scheduler step failed; will retry next tick", extra={"step": name})
     return 0
 
 
 def tick(retention_days: int) -> TickReport:
     """One pass over every duty. Re-sync runs first, so a flushed Redis is refilled at once."""
+    _step("paused", services.sync_paused_queues)
+    _step("counts", services.refresh_finished_counts)
     return TickReport(
         resynced=_step("resync", services.resync_if_redis_lost),
         promoted=_step("promote", services.promote_due_jobs),

@@ -1,7 +1,8 @@
 """The scheduler's duties, each safe with several schedulers running at once.
 
-Every step is a guarded statement with SKIP LOCKED (Postgres) or an idempotent ZADD (Redis);
-the only lock is the one around a full re-publish, and that only saves duplicate work.
+Every step is a guarded statement with SKIP LOCKED (Postgres) or an idempotent ZADD (Redis).
+Redis locks only keep periodic chores (re-sync, sweep, counts, pruning) from being done by
+every scheduler at once; losing one costs duplicate work, never correctness.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Count
+
 from jobs import sql
+from jobs.models import Job, QueueSettings
 from jobs.states import JobState
 from taskforge_site import tracing
 from workers import broker, keys, metrics
@@ -28,6 +32,9 @@ STALE_INFLIGHT_MS = 10_000  # popped but never claimed for this long: the worker
 SWEEP_GRACE_MS = 10_000  # a QUEUED job younger than this may still be on its way to Redis
 SWEEP_LOCK = "sweep"
 SWEEP_EVERY_MS = 2_000
+SWEEP_BATCH = 5000  # a million-job backlog is swept in about 7 minutes
+COUNTS_LOCK = "counts"
+COUNTS_EVERY_MS = 60_000
 PRUNE_LOCK = "prune"
 PRUNE_EVERY_MS = 60_000
 _START = (datetime.fromisoformat("0001-01-01T00:00:00+00:00"), uuid.UUID(int=0))
@@ -74,21 +81,29 @@ def _trace_promotions(rows: list[dict]) -> None:
 
 def expire_leases() -> int:
     """RUNNING jobs with an expired lease -> QUEUED (or DLQ / CANCELED); a failed attempt."""
-    return _in_batches(sql.EXPIRE_LEASES, on_rows=_count_lease_timeouts)
+    return _in_batches(sql.EXPIRE_LEASES, on_rows=_count_expired)
 
 
 def _count_lease_timeouts(rows: list[dict]) -> None:
     metrics.count_per_queue(metrics.LEASE_TIMEOUTS, (row["queue"] for row in rows))
 
 
+def _count_expired(rows: list[dict]) -> None:
+    _count_lease_timeouts(rows)
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        counts[(row["queue"], "failed")] = counts.get((row["queue"], "failed"), 0) + 1
+    broker.record_outcomes(counts)
+
+
 def return_stale_inflight() -> int:
     """Ids a worker popped and never claimed go back to their ready queue if still QUEUED."""
-    ids = broker.stale_inflight(STALE_INFLIGHT_MS, BATCH)
+    ids = broker.take_stale_inflight(STALE_INFLIGHT_MS, BATCH)
     if not ids:
         return 0
+    # If this step dies here, the ids are gone from Redis while still QUEUED: the sweep finds them.
     rows = sql.fetch(sql.QUEUED_JOBS_BY_ID, {"ids": ids})
     broker.publish(_ready(rows))
-    broker.ack_inflight(ids)
     return len(rows)
 
 
@@ -112,8 +127,8 @@ def resync_if_redis_lost() -> int:
             rows = _queued_page(after, 0, RESYNC_BATCH)
             broker.publish(_ready(rows))
             total += len(rows)
-            if len(rows) < RESYNC_BATCH:
-                break
+            if len(rows) < RESYNC_BATCH or not broker.extend_lock(RESYNC_LOCK, token, RESYNC_LOCK_MS):
+                break  # done, or the lock was lost (Redis restarted?): the next tick starts over
             after = (rows[-1]["queued_at"], rows[-1]["id"])
         if broker.set_epoch_if_locked(RESYNC_LOCK, token):
             logger.info("redis re-synced from postgres", extra={"jobs": total})
@@ -136,17 +151,41 @@ def sweep_unpublished() -> int:
     after = _START
     if raw:
         at, _, job_id = raw.partition("|")
-        after = (datetime.fromisoformat(at), uuid.UUID(job_id))
-    rows = _queued_page(after, SWEEP_GRACE_MS, BATCH)
+        try:
+            after = (datetime.fromisoformat(at), uuid.UUID(job_id))
+        except ValueError:
+            pass  # a damaged cursor restarts the sweep from the beginning
+    rows = _queued_page(after, SWEEP_GRACE_MS, SWEEP_BATCH)
     missing = broker.missing_from_redis(_ready(rows))
     broker.publish(missing)
-    if len(rows) < BATCH:
+    if len(rows) < SWEEP_BATCH:
         r.delete(keys.RECONCILE_CURSOR)  # wrap around
     else:
         r.set(keys.RECONCILE_CURSOR, f"{rows[-1]['queued_at'].isoformat()}|{rows[-1]['id']}")
     if missing:
         logger.warning("re-published jobs missing from redis", extra={"jobs": len(missing)})
     return len(missing)
+
+
+def sync_paused_queues() -> None:
+    """Mirrors paused queues into Redis (after a flush, or a pause Redis missed)."""
+    broker.sync_paused(QueueSettings.objects.filter(paused=True).values_list("name", flat=True))
+
+
+def refresh_finished_counts() -> None:
+    """Counts finished jobs by queue and state for GET /stats, once a minute cluster-wide.
+
+    Finished rows are most of the table; counting them per request would scan it each time.
+    """
+    if broker.acquire_lock(COUNTS_LOCK, COUNTS_EVERY_MS) is None:
+        return
+    rows = (
+        Job.objects.filter(state__in=[JobState.SUCCEEDED, JobState.CANCELED])
+        .values_list("queue", "state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    broker.store_finished_counts({(queue, state): n for queue, state, n in rows})
 
 
 def prune_finished_jobs(retention_days: int) -> int:

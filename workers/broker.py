@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,11 @@ from redis.retry import Retry
 from workers import keys
 
 logger = logging.getLogger("taskforge.broker")
+
+
+# Redis' Lua unpack() takes at most ~8,000 values: pops and acks go in chunks below that.
+MAX_SCRIPT_IDS = 1000
+WORKER_FORGET_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -112,17 +117,33 @@ def publish_quietly(jobs: Sequence[ReadyJob]) -> bool:
         return False
 
 
-# Pops up to ARGV[2] ids from the queues in KEYS[2..] into the in-flight ZSET KEYS[1] (score:
-# pop time ARGV[1]), atomically, so an id is never only in a worker's memory. ARGV[3] "fair"
-# takes one id from each queue in turn; "ordered" drains queues in the order given. ARGV[4..]
-# are ids of the previous pop that Postgres has decided on: acknowledged here, saving a trip.
+def remove_ready_quietly(jobs: Sequence[tuple[str, uuid.UUID]]) -> None:
+    """Drops (queue, id) pairs from the ready queues, e.g. canceled jobs; workers skip them anyway."""
+    if not jobs:
+        return
+    try:
+        pipe = client().pipeline(transaction=False)
+        for queue, job_id in jobs:
+            pipe.zrem(keys.queue_key(queue), str(job_id))
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("could not drop ids from redis; workers will skip them", extra={"error": str(exc)})
+
+
+# Pops up to ARGV[2] ids from the queues in KEYS[3..] into the in-flight ZSET KEYS[1] (score:
+# pop time ARGV[1]), atomically, so an id is never only in a worker's memory. Queues in the
+# paused set KEYS[2] are skipped. ARGV[3] "fair" takes one id from each queue in turn;
+# "ordered" drains queues in the order given. ARGV[4..] are ids of the previous pop that
+# Postgres has decided on: acknowledged here, saving a round trip.
 _POP_SCRIPT = """
 if #ARGV > 3 then redis.call('ZREM', KEYS[1], unpack(ARGV, 4)) end
 local want = tonumber(ARGV[2])
 local out = {}
+local active = {}
+for i = 3, #KEYS do
+  if redis.call('SISMEMBER', KEYS[2], KEYS[i]) == 0 then active[#active + 1] = KEYS[i] end
+end
 if ARGV[3] == 'fair' then
-  local active = {}
-  for i = 2, #KEYS do active[#active + 1] = KEYS[i] end
   while #out < want and #active > 0 do
     local still = {}
     for _, k in ipairs(active) do
@@ -137,10 +158,10 @@ if ARGV[3] == 'fair' then
     active = still
   end
 else
-  for i = 2, #KEYS do
+  for _, k in ipairs(active) do
     local need = want - #out
     if need <= 0 then break end
-    local r = redis.call('ZPOPMIN', KEYS[i], need)
+    local r = redis.call('ZPOPMIN', k, need)
     for j = 1, #r, 2 do out[#out + 1] = r[j] end
   end
 end
@@ -153,6 +174,19 @@ if #out > 0 then
   redis.call('ZADD', KEYS[1], unpack(args))
 end
 return out
+"""
+
+# Removes and returns up to ARGV[2] in-flight ids whose pop time is at or before ARGV[1].
+_TAKE_STALE_SCRIPT = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end
+return ids
+"""
+
+# Extends a lock's TTL only if we still own it.
+_EXTEND_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 """
 
 # Deletes a lock only if we still own it.
@@ -179,6 +213,8 @@ def _scripts() -> dict[str, Any]:
         "pop": r.register_script(_POP_SCRIPT),
         "unlock": r.register_script(_UNLOCK_SCRIPT),
         "set_epoch": r.register_script(_SET_EPOCH_SCRIPT),
+        "take_stale": r.register_script(_TAKE_STALE_SCRIPT),
+        "extend": r.register_script(_EXTEND_SCRIPT),
     }
 
 
@@ -189,12 +225,19 @@ def pop_ready(
 
     `ack` acknowledges the ids of an earlier pop in the same round trip (see ack_inflight).
     """
-    if not queues or count <= 0:
+    if not queues or count <= 0 or len(ack) > MAX_SCRIPT_IDS:
         ack_inflight(ack)
+        ack = ()
+    if not queues or count <= 0:
         return []
     ids = _scripts()["pop"](
-        keys=[keys.INFLIGHT, *(keys.queue_key(q) for q in queues)],
-        args=[int(time.time() * 1000), count, "fair" if fair else "ordered", *map(str, ack)],
+        keys=[keys.INFLIGHT, keys.PAUSED, *(keys.queue_key(q) for q in queues)],
+        args=[
+            int(time.time() * 1000),
+            min(count, MAX_SCRIPT_IDS),
+            "fair" if fair else "ordered",
+            *map(str, ack),
+        ],
     )
     return [uuid.UUID(i) for i in ids]
 
@@ -212,14 +255,44 @@ def queues_with_backlog(queues: Sequence[str]) -> list[str]:
 def ack_inflight(ids: Iterable[uuid.UUID]) -> None:
     """Forgets popped ids once Postgres has decided on them (claimed or not claimable)."""
     members = [str(i) for i in ids]
+    pipe = client().pipeline(transaction=False)
+    for start in range(0, len(members), MAX_SCRIPT_IDS):
+        pipe.zrem(keys.INFLIGHT, *members[start : start + MAX_SCRIPT_IDS])
     if members:
-        client().zrem(keys.INFLIGHT, *members)
+        pipe.execute()
 
 
-def stale_inflight(older_than_ms: int, limit: int) -> list[uuid.UUID]:
-    """Ids popped more than `older_than_ms` ago and never acknowledged (their worker died)."""
+def set_paused_quietly(queue: str, paused: bool) -> None:
+    """Mirrors one pause/resume at once; the scheduler's sync repairs it if Redis is down."""
+    try:
+        if paused:
+            client().sadd(keys.PAUSED, keys.queue_key(queue))
+        else:
+            client().srem(keys.PAUSED, keys.queue_key(queue))
+    except redis.RedisError as exc:
+        logger.warning("could not mirror pause to redis; the scheduler will", extra={"error": str(exc)})
+
+
+def sync_paused(paused_queues: Iterable[str]) -> None:
+    """Makes Redis' paused set exactly these queues (Postgres' queue_settings is the truth)."""
+    wanted = {keys.queue_key(q) for q in paused_queues}
+    r = client()
+    current = r.smembers(keys.PAUSED)
+    pipe = r.pipeline(transaction=False)
+    if wanted - current:
+        pipe.sadd(keys.PAUSED, *(wanted - current))
+    if current - wanted:
+        pipe.srem(keys.PAUSED, *(current - wanted))
+    pipe.execute()
+
+
+def take_stale_inflight(older_than_ms: int, limit: int) -> list[uuid.UUID]:
+    """Removes and returns ids popped more than `older_than_ms` ago and never acknowledged.
+
+    Atomic: an id popped again meanwhile (a fresh score) stays in flight for its new owner.
+    """
     cutoff = int(time.time() * 1000) - older_than_ms
-    ids = client().zrangebyscore(keys.INFLIGHT, "-inf", cutoff, start=0, num=limit)
+    ids = _scripts()["take_stale"](keys=[keys.INFLIGHT], args=[cutoff, min(limit, MAX_SCRIPT_IDS)])
     return [uuid.UUID(i) for i in ids]
 
 
@@ -246,6 +319,11 @@ def acquire_lock(name: str, ttl_ms: int) -> str | None:
     return token if client().set(keys.lock_key(name), token, nx=True, px=ttl_ms) else None
 
 
+def extend_lock(name: str, token: str, ttl_ms: int) -> bool:
+    """Keeps a lock we own alive for another `ttl_ms`; False if we lost it."""
+    return bool(_scripts()["extend"](keys=[keys.lock_key(name)], args=[token, ttl_ms]))
+
+
 def release_lock(name: str, token: str) -> None:
     """Releases a lock we own (no-op if it expired and someone else took it)."""
     _scripts()["unlock"](keys=[keys.lock_key(name)], args=[token])
@@ -269,6 +347,7 @@ def record_worker(worker_id: str, info: dict[str, Any], ttl_seconds: float) -> N
     pipe.hset(keys.worker_key(worker_id), mapping={k: str(v) for k, v in info.items()})
     pipe.pexpire(keys.worker_key(worker_id), int(ttl_seconds * 1000))
     pipe.zadd(keys.WORKERS, {worker_id: time.time()})
+    pipe.zremrangebyscore(keys.WORKERS, "-inf", time.time() - WORKER_FORGET_SECONDS)  # killed ones
     pipe.execute()
 
 
@@ -278,6 +357,66 @@ def forget_worker(worker_id: str) -> None:
     pipe.delete(keys.worker_key(worker_id))
     pipe.zrem(keys.WORKERS, worker_id)
     pipe.execute()
+
+
+def record_outcomes(counts: Mapping[tuple[str, str], int]) -> None:
+    """Adds (queue, "succeeded"|"failed") counts to this minute's throughput bucket."""
+    if not counts:
+        return
+    key = keys.throughput_key(int(time.time() // 60))
+    pipe = client().pipeline(transaction=False)
+    for (queue, outcome), n in counts.items():
+        pipe.hincrby(key, f"{queue}|{outcome}", n)
+    pipe.expire(key, keys.THROUGHPUT_TTL_SECONDS)
+    pipe.execute()
+
+
+def throughput(minutes: int) -> dict[tuple[str, str], int]:
+    """(queue, outcome) -> count over the last `minutes` minutes, the current one included."""
+    now = int(time.time() // 60)
+    pipe = client().pipeline(transaction=False)
+    for minute in range(now - minutes + 1, now + 1):
+        pipe.hgetall(keys.throughput_key(minute))
+    totals: dict[tuple[str, str], int] = {}
+    for bucket in pipe.execute():
+        for field, n in bucket.items():
+            queue, _, outcome = field.rpartition("|")
+            totals[(queue, outcome)] = totals.get((queue, outcome), 0) + int(n)
+    return totals
+
+
+def store_finished_counts(counts: Mapping[tuple[str, str], int]) -> None:
+    """Replaces the cached finished-state counts (one scheduler computes them periodically)."""
+    pipe = client().pipeline(transaction=True)
+    pipe.delete(keys.FINISHED_COUNTS)
+    pipe.hset(
+        keys.FINISHED_COUNTS,
+        mapping={"_as_of": str(time.time()), **{f"{q}|{s}": n for (q, s), n in counts.items()}},
+    )
+    pipe.execute()
+
+
+def finished_counts() -> tuple[dict[tuple[str, str], int], float | None]:
+    """The cached finished-state counts and when they were computed (None: not yet)."""
+    raw = client().hgetall(keys.FINISHED_COUNTS)
+    as_of = raw.pop("_as_of", None)
+    counts = {}
+    for field, n in raw.items():
+        queue, _, state = field.rpartition("|")
+        counts[(queue, state)] = int(n)
+    return counts, float(as_of) if as_of else None
+
+
+def online_workers(max_age_seconds: float) -> list[dict[str, str]]:
+    """Workers whose heartbeat is younger than `max_age_seconds`, with their info."""
+    r = client()
+    ids = r.zrangebyscore(keys.WORKERS, time.time() - max_age_seconds, "+inf")
+    if not ids:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for worker_id in ids:
+        pipe.hgetall(keys.worker_key(worker_id))
+    return [info for info in pipe.execute() if info]
 
 
 class Wakeup:

@@ -5,6 +5,8 @@ Redis holds only what can be rebuilt from Postgres; a flush or restart loses no 
 - ``taskforge:queue:{name}`` ZSET job id -> score (priority, then queue time); no TTL.
   Written by enqueue and the scheduler (promote, reconcile); popped by workers.
 - ``taskforge:queues`` SET of queue names ever published; read by workers serving every queue.
+- ``taskforge:paused`` SET of the ready-queue *keys* of paused queues; mirrors queue_settings
+  (the scheduler re-syncs it every tick); the pop script skips them.
 - ``taskforge:inflight`` ZSET job id -> pop time (ms). The pop script adds, the claim acks, the
   scheduler returns ids older than a few seconds to their queue.
 - ``taskforge:wakeup`` pub/sub channel (message: queue name); publish wakes idle workers.
@@ -12,6 +14,11 @@ Redis holds only what can be rebuilt from Postgres; a flush or restart loses no 
   its data, and the scheduler re-publishes every QUEUED job.
 - ``taskforge:workers`` ZSET worker id -> last heartbeat (s); ``taskforge:worker:{id}`` HASH of
   host, pid, queues, slots, busy, started_at with a TTL of one lease. Written by workers.
+- ``taskforge:throughput:{minute}`` HASH "queue|succeeded" / "queue|failed" -> count for one
+  UTC minute (epoch minutes), kept 2 hours; workers add per settle batch, the scheduler adds
+  lease expiries; read by GET /stats.
+- ``taskforge:counts:finished`` HASH "queue|state" -> jobs, plus "_as_of"; finished-state
+  counts refreshed by one scheduler every minute, so GET /stats never counts finished rows.
 - ``taskforge:lock:{name}`` STRING owner token, SET NX PX; scheduler locks (resync, prune).
 - ``taskforge:reconcile:cursor`` STRING "queued_at|id" where the scheduler's sweep resumes.
 - ``taskforge:stats:counter:{name}`` HASH queue -> count since Redis last started (e.g.
@@ -26,10 +33,18 @@ Redis holds only what can be rebuilt from Postgres; a flush or restart loses no 
 PREFIX = "taskforge:"
 QUEUES = PREFIX + "queues"
 INFLIGHT = PREFIX + "inflight"
+PAUSED = PREFIX + "paused"
 WAKEUP_CHANNEL = PREFIX + "wakeup"
 EPOCH = PREFIX + "epoch"
 WORKERS = PREFIX + "workers"
 RECONCILE_CURSOR = PREFIX + "reconcile:cursor"
+FINISHED_COUNTS = PREFIX + "counts:finished"
+THROUGHPUT_TTL_SECONDS = 2 * 3600
+
+
+def throughput_key(minute: int) -> str:
+    """Outcome counts of one UTC minute (minutes since the epoch)."""
+    return f"{PREFIX}throughput:{minute}"
 
 
 def queue_key(name: str) -> str:

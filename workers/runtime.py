@@ -119,7 +119,7 @@ class Worker:
     def request_stop(self) -> None:
         """First call: stop claiming and drain. Second call: release running jobs now.
 
-        Safe in a signal handler: it only sets events (taking the lock there could deadlock).
+        Called from the signal relay thread (taskforge_site.shutdown), never a signal handler.
         """
         if self._stopping.is_set():
             self._hurry.set()
@@ -339,9 +339,18 @@ class Worker:
                     "stale settle dropped: the lease was lost",
                     extra={"job_id": str(outcome.job_id), "state": str(outcome.state)},
                 )
+        counts: dict[tuple[str, str], int] = {}
         with self._lock:
             for outcome in outcomes:
-                self._held.pop(outcome.job_id, None)
+                held = self._held.pop(outcome.job_id, None)
+                state = settled.get(outcome.job_id)
+                kind = "succeeded" if state == "SUCCEEDED" else "failed" if outcome.error else None
+                if held is not None and state is not None and kind is not None:
+                    counts[(held.job.queue, kind)] = counts.get((held.job.queue, kind), 0) + 1
+        try:
+            broker.record_outcomes(counts)
+        except redis.RedisError:
+            pass  # only GET /stats' throughput figures miss this batch
         return True
 
     def _record_settled(self, settled: dict[uuid.UUID, str]) -> None:

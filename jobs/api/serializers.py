@@ -8,7 +8,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from jobs.models import LIMITS, Job, JobEvent
-from jobs.services import JobSpec
+from jobs.services import JobSpec, storable_text
 
 MAX_BATCH = 1000
 
@@ -83,7 +83,7 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError(
                     {
-                        name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
+                        storable_text(name): [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
                         for name in unknown
                     }
                 )
@@ -165,6 +165,12 @@ class JobCreateSerializer(StrictSerializer):
             timeout_ms=data.get("timeout"),
             traceparent=traceparent,
         )
+
+
+class ActionSerializer(StrictSerializer):
+    """Optional body of an operator action; the reason lands in the job's event history."""
+
+    reason = StrictCharField(required=False, max_length=500)
 
 
 class JobBatchSerializer(StrictSerializer):

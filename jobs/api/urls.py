@@ -1,7 +1,8 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from jobs.api.views import HealthView, JobViewSet, QueueViewSet, ReadyView
+from dlq.api.views import DeadLetterViewSet
+from jobs.api.views import HealthView, JobViewSet, QueueViewSet, ReadyView, StatsView
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -15,9 +16,11 @@ class OptionalSlashRouter(SimpleRouter):
 router = OptionalSlashRouter()
 router.register("jobs", JobViewSet, basename="jobs")
 router.register("queues", QueueViewSet, basename="queues")
+router.register("dlq", DeadLetterViewSet, basename="dlq")
 
 urlpatterns = [
     path("healthz", HealthView.as_view(), name="healthz"),
     path("readyz", ReadyView.as_view(), name="readyz"),
+    path("stats", StatsView.as_view(), name="stats"),
     *router.urls,
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.db import connection
 from django.db.utils import DatabaseError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -16,9 +17,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from dlq import services as dlq_services
 from jobs import selectors, services
 from jobs.api import schema
-from jobs.api.serializers import JobBatchSerializer, JobCreateSerializer, JobEventSerializer, JobSerializer
+from jobs.api.serializers import (
+    ActionSerializer,
+    JobBatchSerializer,
+    JobCreateSerializer,
+    JobEventSerializer,
+    JobSerializer,
+)
 from jobs.errors import DependencyNotReady, JobValidationError
 from jobs.selectors import JobFilter
 from jobs.states import JobState
@@ -57,15 +65,33 @@ def _state_param(request: Request) -> str | None:
     return raw.upper()
 
 
-def _page(request: Request, flt: JobFilter) -> Response:
-    for name, value in (("queue", flt.queue), ("jobType", flt.job_type), ("q", flt.q)):
-        if value is not None and "\x00" in value:  # Postgres text cannot hold NUL
-            raise JobValidationError(f"{name} contains a NUL character.", {name: ["Must not contain NUL."]})
+def text_param(request: Request, name: str) -> str | None:
+    """A text filter from the query string (None when absent or empty)."""
+    value = request.query_params.get(name) or None
+    if value is not None and "\x00" in value:  # Postgres text cannot hold NUL
+        raise JobValidationError(f"{name} contains a NUL character.", {name: ["Must not contain NUL."]})
+    return value
+
+
+def page_envelope(request: Request, page: Any, serializer_class: type[serializers.Serializer]) -> Response:
+    """`{items, total, limit, offset}` for any selector taking limit/offset."""
     limit, offset = _page_bounds(request)
-    jobs, total = selectors.job_page(flt, limit=limit, offset=offset)
+    items, total = page(limit=limit, offset=offset)
     return Response(
-        {"items": JobSerializer(jobs, many=True).data, "total": total, "limit": limit, "offset": offset}
+        {"items": serializer_class(items, many=True).data, "total": total, "limit": limit, "offset": offset}
     )
+
+
+def actor_of(request: Request) -> str | None:
+    """Who acts, for the audit trail in job events."""
+    user = getattr(request, "user", None)
+    return user.get_username() if user is not None and user.is_authenticated else None
+
+
+def _page(request: Request, flt: JobFilter) -> Response:
+    if "\x00" in (flt.queue or ""):
+        raise JobValidationError("queue contains a NUL character.", {"queue": ["Must not contain NUL."]})
+    return page_envelope(request, lambda **bounds: selectors.job_page(flt, **bounds), JobSerializer)
 
 
 def _job_or_404(pk: str) -> Any:
@@ -75,7 +101,7 @@ def _job_or_404(pk: str) -> Any:
     return job
 
 
-def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
@@ -92,9 +118,9 @@ class JobViewSet(viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         flt = JobFilter(
             state=_state_param(request),
-            queue=request.query_params.get("queue") or None,
-            job_type=request.query_params.get("jobType") or None,
-            q=request.query_params.get("q") or None,
+            queue=text_param(request, "queue"),
+            job_type=text_param(request, "jobType"),
+            q=text_param(request, "q"),
         )
         return _page(request, flt)
 
@@ -115,7 +141,7 @@ class JobViewSet(viewsets.ViewSet):
         },
     )
     def create(self, request: Request) -> Response:
-        data = _validated(JobCreateSerializer, request.data)
+        data = validated(JobCreateSerializer, request.data)
         header_key = request.headers.get("Idempotency-Key")
         if header_key is not None:
             if data.get("idempotencyKey", header_key) != header_key:
@@ -141,7 +167,7 @@ class JobViewSet(viewsets.ViewSet):
     )
     @action(detail=False, methods=["post"])
     def batch(self, request: Request) -> Response:
-        data = _validated(JobBatchSerializer, request.data)
+        data = validated(JobBatchSerializer, request.data)
         results = services.enqueue_jobs([JobCreateSerializer.to_spec(item) for item in data["jobs"]])
         created = sum(r.created for r in results)
         return Response(
@@ -167,6 +193,28 @@ class JobViewSet(viewsets.ViewSet):
         events = selectors.job_events(_job_or_404(pk))
         return Response({"items": JobEventSerializer(events, many=True).data})
 
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        reason = validated(ActionSerializer, request.data).get("reason")
+        return Response(JobSerializer(services.retry_job(pk, actor=actor_of(request), reason=reason)).data)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """200 when canceled at once; 202 when a running job was asked to stop."""
+        reason = validated(ActionSerializer, request.data).get("reason")
+        job = services.cancel_job(pk, actor=actor_of(request), reason=reason)
+        accepted = job.state == JobState.RUNNING
+        return Response(
+            JobSerializer(job).data, status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK
+        )
+
+    @action(detail=True, methods=["post"], url_path="dlq")
+    def dead_letter(self, request: Request, pk: str) -> Response:
+        reason = validated(ActionSerializer, request.data).get("reason")
+        return Response(
+            JobSerializer(dlq_services.dead_letter_job(pk, actor=actor_of(request), reason=reason)).data
+        )
+
 
 class QueueViewSet(viewsets.ViewSet):
     """Queues and their jobs."""
@@ -185,6 +233,24 @@ class QueueViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["get"])
     def jobs(self, request: Request, pk: str) -> Response:
         return _page(request, JobFilter(state=_state_param(request), queue=pk))
+
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str) -> Response:
+        row = services.set_queue_paused(pk, True, actor=actor_of(request))
+        return Response({"name": row.name, "paused": row.paused})
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str) -> Response:
+        row = services.set_queue_paused(pk, False, actor=actor_of(request))
+        return Response({"name": row.name, "paused": row.paused})
+
+
+class StatsView(APIView):
+    """Counts by queue and state, throughput, workers, DLQ size and the oldest waiting job."""
+
+    def get(self, request: Request) -> Response:
+        max_age = settings.TASKFORGE.lease_seconds  # three missed heartbeats: the worker is gone
+        return Response(selectors.cluster_stats(worker_max_age_seconds=max_age))
 
 
 class HealthView(APIView):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from typing import Any
 
@@ -11,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from scheduler.runtime import run_scheduler
 from taskforge_site import tracing
+from taskforge_site.shutdown import call_on_stop_signals
 
 
 class Command(BaseCommand):
@@ -24,8 +24,7 @@ class Command(BaseCommand):
         if cfg.tracing_enabled:
             tracing.setup_tracing("taskforge-scheduler", exporter=cfg.tracing_exporter)
         stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        call_on_stop_signals(stop.set)
         raise SystemExit(
             run_scheduler(
                 tick_seconds=options["tick_seconds"] or cfg.scheduler_tick_seconds,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from taskforge_site import tracing
+from taskforge_site.env import QUEUE_NAME_RE
+from taskforge_site.shutdown import call_on_stop_signals
 from workers.runtime import Worker, WorkerOptions
 
 
@@ -26,7 +27,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         cfg = settings.TASKFORGE
         queues = [q.strip() for q in (options["queues"] or "").split(",") if q.strip()] or None
-        concurrency = options["concurrency"] or cfg.worker_concurrency
+        bad = [q for q in queues or [] if not QUEUE_NAME_RE.match(q)]
+        if bad:
+            raise CommandError(f"--queues: invalid queue name(s) {', '.join(map(repr, bad))}")
+        concurrency = cfg.worker_concurrency if options["concurrency"] is None else options["concurrency"]
         if not 1 <= concurrency <= 1000:
             raise CommandError("--concurrency must be from 1 to 1000")
         prefetch = options["prefetch"]
@@ -44,6 +48,5 @@ class Command(BaseCommand):
         )
         if cfg.tracing_enabled:
             tracing.setup_tracing("taskforge-worker", exporter=cfg.tracing_exporter)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: worker.request_stop())
+        call_on_stop_signals(worker.request_stop)
         raise SystemExit(worker.run())

@@ -1,0 +1,61 @@
+"""Dead-letter writes: move jobs into the DLQ, replay them out. The DLQ lives in Postgres."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from dlq.models import DeadLetter
+from jobs import sql
+from jobs.models import Job
+from jobs.services import act_on_job, requeue_jobs
+from jobs.states import JobState
+
+REPLAY_BATCH = 1000
+
+
+def dead_letter_jobs(
+    *, ids: Sequence[uuid.UUID], actor: str | None = None, reason: str | None = None
+) -> list[uuid.UUID]:
+    """Any non-terminal job -> DLQ with a dead_letters row; a running job's worker is fenced off."""
+    if not ids:
+        return []
+    rows = sql.fetch(
+        sql.DEAD_LETTER_JOBS, {"ids": list(ids), "actor": actor, "reason": reason or "moved by operator"}
+    )
+    return [r["id"] for r in rows]
+
+
+def dead_letter_job(job_id: str | uuid.UUID, *, actor: str | None = None, reason: str | None = None) -> Job:
+    """One job to the DLQ; 404/409 as act_on_job."""
+    return act_on_job(
+        job_id, "dead-letter", lambda ids: dead_letter_jobs(ids=ids, actor=actor, reason=reason)
+    )
+
+
+def replay_dead_letters(*, ids: Sequence[uuid.UUID], actor: str | None = None) -> list[uuid.UUID]:
+    """DLQ -> QUEUED with attempts, error and lease reset; the dead letter is removed."""
+    return requeue_jobs(ids=ids, from_states=[JobState.DLQ], event="replayed", actor=actor, reason=None)
+
+
+def replay_dead_letter(job_id: str | uuid.UUID, *, actor: str | None = None) -> Job:
+    """Replays one dead-lettered job; 409 unless it is in the DLQ."""
+    return act_on_job(job_id, "replay", lambda ids: replay_dead_letters(ids=ids, actor=actor))
+
+
+def replay_matching(
+    *, queue: str | None = None, job_type: str | None = None, actor: str | None = None
+) -> int:
+    """Replays every dead letter matching the filter, a batch at a time; safe to run twice."""
+    letters = DeadLetter.objects.order_by("failed_at", "job_id")
+    if queue:
+        letters = letters.filter(queue=queue)
+    if job_type:
+        letters = letters.filter(job_type=job_type)
+    total = 0
+    while batch := list(letters.values_list("job_id", flat=True)[:REPLAY_BATCH]):
+        replayed = replay_dead_letters(ids=batch, actor=actor)
+        total += len(replayed)
+        if not replayed:  # all taken by a concurrent replay meanwhile; never spin
+            break
+    return total
