@@ -1,7 +1,9 @@
-"""The handler registry: only job types registered here ever run.
+"""The handler registry: only job types registered here (or django.tasks tasks) ever run.
 
 Handlers are plain functions ``handler(ctx, payload) -> result`` registered by name. A job type
 is never imported from user input; the API refuses unregistered types with `unknown_job_type`.
+A type no handler is registered for may still name a django.tasks task of an installed app
+(workers/tasks_bridge.py, which imports nothing a job names).
 Modules named ``handlers`` in installed apps, plus TASKFORGE_HANDLER_MODULES, are imported at
 start-up by every process (API, scheduler, worker), so all agree on the registry.
 """
@@ -61,8 +63,14 @@ def handler(
 
 
 def get_handler(name: str) -> HandlerSpec | None:
-    """The handler registered for a job type, if any."""
-    return _registry.get(name)
+    """The handler registered for a job type, else the django.tasks task it safely names, if any."""
+    spec = _registry.get(name)
+    if spec is None:
+        # Imported here: the bridge needs jobs.services, which imports this module.
+        from workers.tasks_bridge import task_handler
+
+        spec = task_handler(name)
+    return spec
 
 
 def registered_types() -> list[str]:
