@@ -15,4 +15,7 @@ os.environ["REDIS_DB"] = str(_base + int(_worker.removeprefix("gw") or 0))
 os.environ.setdefault("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/taskforge")
 os.environ.setdefault("SECRET_KEY", "taskforge-tests")
 os.environ["TASKFORGE_HANDLER_MODULES"] = "tests.handlers"
+# Over ./dev's default too: the test app's django.tasks need tests/settings.py, in this process
+# and in the worker subprocesses (they inherit it).
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
 os.environ.setdefault("LOG_LEVEL", "warn")
