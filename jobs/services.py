@@ -323,14 +323,34 @@ class ClaimedJob:
         )
 
 
-def claim_jobs(*, worker_id: str, ids: Sequence[uuid.UUID], lease_seconds: float) -> list[ClaimedJob]:
-    """QUEUED -> RUNNING for the ids still claimable, in one statement; others are dropped."""
+def claim_jobs(
+    *,
+    worker_id: str,
+    ids: Sequence[uuid.UUID],
+    lease_seconds: float,
+    token: uuid.UUID | None = None,
+    retrying: bool = False,
+) -> list[ClaimedJob]:
+    """QUEUED -> RUNNING for the ids still claimable, in one statement; others are dropped.
+
+    `retrying` with the token of a claim that failed in flight first takes back what that claim
+    committed, so a lost reply costs no attempt and strands no job.
+    """
     if not ids:
         return []
+    token = token or uuid.uuid4()
+    adopted = []
+    if retrying:
+        adopted = [
+            ClaimedJob.from_row(r) for r in sql.fetch(sql.ADOPT_CLAIMED, {"ids": list(ids), "token": token})
+        ]
+        taken = {job.id for job in adopted}
+        ids = [i for i in ids if i not in taken]
     rows = sql.fetch(
-        sql.CLAIM_JOBS, {"worker": worker_id, "ids": sorted(ids), "lease_ms": int(lease_seconds * 1000)}
+        sql.CLAIM_JOBS,
+        {"worker": worker_id, "ids": sorted(ids), "token": token, "lease_ms": int(lease_seconds * 1000)},
     )
-    return [ClaimedJob.from_row(row) for row in rows]
+    return adopted + [ClaimedJob.from_row(row) for row in rows]
 
 
 def renew_leases(*, held: Mapping[uuid.UUID, uuid.UUID], lease_seconds: float) -> dict[uuid.UUID, bool]:

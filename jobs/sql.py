@@ -70,14 +70,15 @@ JOIN jobs j ON j.queue = i.queue AND j.idempotency_key = i.key
 """
 
 # -- claim_jobs --
-# Claims the popped ids that are still QUEUED. No SKIP LOCKED needed: a concurrent claimer of
+# Claims the popped ids that are still QUEUED, under one lease token per batch (fencing pairs
+# it with the job id, so it is unique per attempt). No SKIP LOCKED needed: a concurrent claimer of
 # the same id blocks on the row, then re-checks `state = 'QUEUED'` and skips it, so no job is
 # ever claimed twice. Attempts are counted here, so a job that crashes its worker every time
 # still reaches the DLQ. Index: the primary key.
 CLAIM_JOBS = f"""
 WITH claimed AS (
   UPDATE jobs SET state = 'RUNNING', attempt_count = attempt_count + 1,
-         lease_owner = %(worker)s, lease_token = gen_random_uuid(),
+         lease_owner = %(worker)s, lease_token = %(token)s::uuid,
          lease_expires_at = now() + %(lease_ms)s * interval '1 millisecond',
          started_at = now(), updated_at = now()
   WHERE id = ANY(%(ids)s::uuid[]) AND state = 'QUEUED'
@@ -87,6 +88,14 @@ WITH claimed AS (
   SELECT id, 'claimed', now(), attempt_count, %(worker)s, '{{}}'::jsonb FROM claimed
 )
 SELECT {_CLAIMED_COLUMNS} FROM claimed
+"""
+
+# -- adopt_claimed --
+# After a claim whose reply was lost (the connection dropped after the commit), the worker
+# retries with the same token and first takes back what that claim already got.
+ADOPT_CLAIMED = f"""
+SELECT {_CLAIMED_COLUMNS} FROM jobs
+WHERE id = ANY(%(ids)s::uuid[]) AND state = 'RUNNING' AND lease_token = %(token)s::uuid
 """
 
 # -- renew_leases --

@@ -81,19 +81,9 @@ def _trace_promotions(rows: list[dict]) -> None:
 
 def expire_leases() -> int:
     """RUNNING jobs with an expired lease -> QUEUED (or DLQ / CANCELED); a failed attempt."""
-    return _in_batches(sql.EXPIRE_LEASES, on_rows=_count_expired)
-
-
-def _count_lease_timeouts(rows: list[dict]) -> None:
-    metrics.count_per_queue(metrics.LEASE_TIMEOUTS, (row["queue"] for row in rows))
-
-
-def _count_expired(rows: list[dict]) -> None:
-    _count_lease_timeouts(rows)
-    counts: dict[tuple[str, str], int] = {}
-    for row in rows:
-        counts[(row["queue"], "failed")] = counts.get((row["queue"], "failed"), 0) + 1
-    broker.record_outcomes(counts)
+    return _in_batches(
+        sql.EXPIRE_LEASES, on_rows=lambda rows: metrics.record_lease_timeouts(r["queue"] for r in rows)
+    )
 
 
 def return_stale_inflight() -> int:

@@ -359,18 +359,6 @@ def forget_worker(worker_id: str) -> None:
     pipe.execute()
 
 
-def record_outcomes(counts: Mapping[tuple[str, str], int]) -> None:
-    """Adds (queue, "succeeded"|"failed") counts to this minute's throughput bucket."""
-    if not counts:
-        return
-    key = keys.throughput_key(int(time.time() // 60))
-    pipe = client().pipeline(transaction=False)
-    for (queue, outcome), n in counts.items():
-        pipe.hincrby(key, f"{queue}|{outcome}", n)
-    pipe.expire(key, keys.THROUGHPUT_TTL_SECONDS)
-    pipe.execute()
-
-
 def throughput(minutes: int) -> dict[tuple[str, str], int]:
     """(queue, outcome) -> count over the last `minutes` minutes, the current one included."""
     now = int(time.time() // 60)

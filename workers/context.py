@@ -11,6 +11,10 @@ class PermanentError(Exception):
     """Raise from a handler when retrying cannot help: the job goes to the DLQ at once."""
 
 
+class JobTimeout(Exception):
+    """An attempt ran past its job's `timeout`: a retryable failure (the handler's result is void)."""
+
+
 class JobCancelled(Exception):
     """Raised by JobContext.raise_if_cancelled(); the job ends CANCELED, not failed."""
 

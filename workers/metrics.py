@@ -72,6 +72,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._ints: dict[tuple[str, str], int] = {}
         self._floats: dict[tuple[str, str], float] = {}
+        self._expiring: dict[str, int] = {}  # key -> TTL seconds, for windowed keys
 
     def add(self, counts: Iterable[tuple[str, str, int]]) -> None:
         """Adds (counter name, queue, n) increments."""
@@ -90,11 +91,19 @@ class Recorder:
                 total = (key, f"{queue}|sum")
                 self._floats[total] = self._floats.get(total, 0.0) + seconds
 
+    def add_windowed(self, key: str, ttl_seconds: int, counts: Iterable[tuple[str, int]]) -> None:
+        """Adds (field, n) increments to a key that expires (per-minute throughput buckets)."""
+        with self._lock:
+            self._expiring[key] = ttl_seconds
+            for field, n in counts:
+                self._ints[(key, field)] = self._ints.get((key, field), 0) + n
+
     def flush(self, client: redis.Redis) -> bool:
         """Adds everything recorded so far to Redis in one pipeline; on failure keeps it for later."""
         with self._lock:
             ints, self._ints = self._ints, {}
             floats, self._floats = self._floats, {}
+            expiring, self._expiring = self._expiring, {}
         if not ints and not floats:
             return True
         pipe = client.pipeline(transaction=False)
@@ -102,12 +111,15 @@ class Recorder:
             pipe.hincrby(key, field, n)
         for (key, field), seconds in floats.items():
             pipe.hincrbyfloat(key, field, seconds)
+        for key, ttl in expiring.items():
+            pipe.expire(key, ttl)
         try:
             pipe.execute()
             return True
         except redis.RedisError as exc:
             logger.warning("could not flush metrics to redis; will retry", extra={"error": str(exc)})
             with self._lock:  # a partly applied pipeline may count some twice; never loses any
+                self._expiring.update(expiring)
                 for field, n in ints.items():
                     self._ints[field] = self._ints.get(field, 0) + n
                 for field, seconds in floats.items():
@@ -143,12 +155,34 @@ def record_claimed(claimed: Iterable[tuple[str, float]]) -> None:
     _recorder.observe((TIME_IN_QUEUE, queue, waited) for queue, waited in claimed)
 
 
+def _count_this_minute(outcomes: Iterable[tuple[str, str]]) -> None:
+    """(queue, "succeeded"|"failed") into this minute's throughput bucket, read by GET /stats."""
+    totals: dict[str, int] = {}
+    for queue, outcome in outcomes:
+        totals[f"{queue}|{outcome}"] = totals.get(f"{queue}|{outcome}", 0) + 1
+    if totals:
+        key = keys.throughput_key(int(time.time() // 60))
+        _recorder.add_windowed(key, keys.THROUGHPUT_TTL_SECONDS, totals.items())
+
+
 def record_settled(settled: Iterable[tuple[str, str, float]]) -> None:
     """Settled attempts as (queue, new state, handler seconds): success, failure and runtime."""
     settled = list(settled)
     outcome = {"SUCCEEDED": SUCCESS, "RETRYING": FAILURE, "DLQ": FAILURE}
     _recorder.add((outcome[state], queue, 1) for queue, state, _ in settled if state in outcome)
     _recorder.observe((RUNTIME, queue, runtime) for queue, _, runtime in settled)
+    _count_this_minute(
+        (queue, "succeeded" if state == "SUCCEEDED" else "failed")
+        for queue, state, _ in settled
+        if state in outcome
+    )
+
+
+def record_lease_timeouts(queues: Iterable[str]) -> None:
+    """Expired leases, per job's queue: failed attempts the scheduler noticed."""
+    queues = list(queues)
+    count_per_queue(LEASE_TIMEOUTS, queues)
+    _count_this_minute((queue, "failed") for queue in queues)
 
 
 def flush() -> bool:

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
 from jobs.services import ClaimedJob, Outcome, claim_jobs, release_jobs, renew_leases, settle_jobs
 from taskforge_site import tracing
 from taskforge_site.logging import job_var
 from workers import broker, metrics
-from workers.context import JobCancelled, JobContext, PermanentError
+from workers.context import JobCancelled, JobContext, JobTimeout, PermanentError
 from workers.registry import get_handler
 
 logger = logging.getLogger("taskforge.worker")
@@ -44,7 +44,10 @@ SETTLE_BATCH = 500
 SETTLE_LINGER_SECONDS = 0.002  # gather a few more outcomes per statement, barely adding latency
 RETRY_PAUSE_SECONDS = 0.5  # after a Postgres or Redis error
 BURST_POLL_SECONDS = 0.05
-SHUTDOWN_SETTLE_TRIES = 5  # while stopping, then leave the rest to lease expiry
+SHUTDOWN_SETTLE_TRIES = 5
+WATCHDOG_SECONDS = (
+    0.1  # how late a timeout may be noticed  # while stopping, then leave the rest to lease expiry
+)
 
 
 @dataclass
@@ -55,6 +58,8 @@ class _Held:
     ctx: JobContext
     done: bool = False
     runtime: float = 0.0  # seconds the handler ran, for the runtime histogram
+    deadline: float | None = None  # monotonic time its timeout runs out, once it started
+    timed_out: bool = False
 
 
 @dataclass
@@ -76,6 +81,7 @@ def _db_safe(what: str, func: Callable[[], Any]) -> tuple[bool, Any]:
     """Runs one database step; on a database error drops this thread's connection and reports it.
 
     The next call reconnects, so a restarted or terminated Postgres backend costs one retry.
+    On failure the second value is the exception.
     """
     try:
         return True, func()
@@ -85,7 +91,7 @@ def _db_safe(what: str, func: Callable[[], Any]) -> tuple[bool, Any]:
             connection.close()
         except DatabaseError:
             pass
-        return False, None
+        return False, exc
 
 
 class Worker:
@@ -113,7 +119,9 @@ class Worker:
         self._rotation = 0
         self._started_at = time.time()
         self._unacked: list[uuid.UUID] = []  # claimed or dropped ids still in Redis' in-flight set
-        self._unclaimed: list[uuid.UUID] = []  # popped, but the claim failed: retried first
+        # Popped, but the claim failed in flight: retried first, with the same lease token.
+        self._unclaimed: tuple[list[uuid.UUID], uuid.UUID] | None = None
+        self._unstarted: dict[uuid.UUID, uuid.UUID] = {}  # claimed, never started, at shutdown
 
     # ---- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -135,7 +143,8 @@ class Worker:
         ]
         settler = threading.Thread(target=self._settle_loop, name="taskforge-settler", daemon=True)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="taskforge-heartbeat", daemon=True)
-        for thread in (*threads, settler, heartbeat):
+        watchdog = threading.Thread(target=self._watchdog_loop, name="taskforge-watchdog", daemon=True)
+        for thread in (*threads, settler, heartbeat, watchdog):
             thread.start()
         self._wakeup.start()
         flusher = metrics.Flusher()
@@ -166,8 +175,9 @@ class Worker:
             free = self._capacity - self._busy
         if self._stopping.is_set():
             return True
-        if self._unclaimed:
-            ids, self._unclaimed = self._unclaimed[:free], self._unclaimed[free:]
+        token, retrying = uuid.uuid4(), self._unclaimed is not None
+        if self._unclaimed is not None:
+            (ids, token), self._unclaimed = self._unclaimed, None
         else:
             self._wakeup.event.clear()  # before popping, so a publish during the pop is not missed
             try:
@@ -184,10 +194,17 @@ class Worker:
                 self._wakeup.event.wait(BURST_POLL_SECONDS if self.opt.burst else IDLE_POLL_SECONDS)
                 return False
         ok, jobs = _db_safe(
-            "claim", lambda: claim_jobs(worker_id=self.id, ids=ids, lease_seconds=self.opt.lease_seconds)
+            "claim",
+            lambda: claim_jobs(
+                worker_id=self.id,
+                ids=ids,
+                lease_seconds=self.opt.lease_seconds,
+                token=token,
+                retrying=retrying,
+            ),
         )
         if not ok:  # still in flight in Redis: retry them first (the scheduler covers a crash)
-            self._unclaimed = ids + self._unclaimed
+            self._unclaimed = (ids, token)
             self._stopping.wait(RETRY_PAUSE_SECONDS)
             return True
         # Acknowledged with the next pop; if that never comes, the scheduler drops in-flight ids
@@ -247,11 +264,20 @@ class Worker:
     # ---- slots ---------------------------------------------------------------------------
     def _slot_loop(self) -> None:
         while (held := self._work.get()) is not None:
-            outcome = self._execute(held)
-            with self._lock:
-                held.done = True
-                self._busy -= 1
-                self._slot_free.notify()
+            if self._stopping.is_set():  # stopping: claimed jobs not yet started go back at once
+                with self._lock:
+                    self._unstarted[held.job.id] = held.job.lease_token
+                    self._busy -= 1
+                    self._slot_free.notify()
+                continue
+            outcome = None
+            try:
+                outcome = self._execute(held)
+            finally:  # whatever the handler did, the slot is free again
+                with self._lock:
+                    held.done = True
+                    self._busy -= 1
+                    self._slot_free.notify()
             if outcome is not None:
                 self._outcomes.put(outcome)
             close_old_connections()  # a handler may have used (and broken) this thread's connection
@@ -262,6 +288,9 @@ class Worker:
         spec = get_handler(job.job_type)
         bound = job_var.set((str(job.id), job.queue))  # the handler's own log lines carry them
         started = time.perf_counter()
+        if job.timeout_ms:
+            with self._lock:
+                held.deadline = time.monotonic() + job.timeout_ms / 1000
         with tracing.job_span(
             "job.execute",
             traceparent=job.traceparent,
@@ -271,15 +300,15 @@ class Worker:
             attempt=job.attempt,
         ) as span:
             try:
-                if spec is None:
-                    raise PermanentError(f"no handler registered for job type {job.job_type!r}")
+                if spec is None:  # e.g. a rolling deploy: a newer worker will know it
+                    raise LookupError(f"no handler registered for job type {job.job_type!r}")
                 result = spec.func(ctx, job.payload)
             except JobCancelled:
                 outcome = Outcome.cancelled(job)
             except PermanentError as exc:
                 tracing.record_failure(span, exc)
                 outcome = Outcome.failure(job, exc, permanent=True)
-            except Exception as exc:  # a handler's bug is the job's failure, never the worker's
+            except BaseException as exc:  # even SystemExit: a handler's bug fails its job, not the worker
                 tracing.record_failure(span, exc)
                 outcome = Outcome.failure(job, exc, permanent=False)
             else:
@@ -287,17 +316,19 @@ class Worker:
             finally:
                 held.runtime = time.perf_counter() - started
                 job_var.reset(bound)
-        if ctx.lease_lost:
-            logger.warning(
-                "lease lost while running; result dropped",
-                extra={
-                    "job_id": str(job.id),
-                    "queue": job.queue,
-                    "job_type": job.job_type,
-                    "attempt": job.attempt,
-                },
-            )
+        context = {
+            "job_id": str(job.id),
+            "queue": job.queue,
+            "job_type": job.job_type,
+            "attempt": job.attempt,
+        }
+        if ctx.lease_lost or held.timed_out:
+            logger.warning("lease lost or timed out while running; result dropped", extra=context)
             return None
+        if outcome.error is not None:
+            logger.warning(
+                "attempt failed", extra={**context, "error": outcome.error, "state": str(outcome.state)}
+            )
         return outcome
 
     # ---- settling ------------------------------------------------------------------------
@@ -328,9 +359,34 @@ class Worker:
             self._hurry.wait(RETRY_PAUSE_SECONDS)
         connection.close()
 
-    def _flush(self, outcomes: list[Outcome]) -> bool:
+    def _settle(self, outcomes: list[Outcome]) -> dict[uuid.UUID, str] | None:
+        """One fenced statement; None when Postgres is unreachable (keep and retry).
+
+        If Postgres refuses the batch itself (bad data), each outcome is tried alone and the
+        ones still refused are dropped: their leases expire and the jobs run again.
+        """
         ok, settled = _db_safe("settle", lambda: settle_jobs(worker_id=self.id, outcomes=outcomes))
-        if not ok:
+        if ok:
+            return settled
+        if isinstance(settled, OperationalError | InterfaceError):
+            return None
+        merged: dict[uuid.UUID, str] = {}
+        for outcome in outcomes:
+            ok, one = _db_safe("settle", lambda o=outcome: settle_jobs(worker_id=self.id, outcomes=[o]))
+            if ok:
+                merged.update(one)
+            elif isinstance(one, OperationalError | InterfaceError):
+                return None
+            else:
+                logger.error(
+                    "settle refused; the job runs again after its lease",
+                    extra={"job_id": str(outcome.job_id)},
+                )
+        return merged
+
+    def _flush(self, outcomes: list[Outcome]) -> bool:
+        settled = self._settle(outcomes)
+        if settled is None:
             return False  # keep them; the heartbeat keeps their leases alive meanwhile
         self._record_settled(settled)
         for outcome in outcomes:
@@ -339,18 +395,9 @@ class Worker:
                     "stale settle dropped: the lease was lost",
                     extra={"job_id": str(outcome.job_id), "state": str(outcome.state)},
                 )
-        counts: dict[tuple[str, str], int] = {}
         with self._lock:
             for outcome in outcomes:
-                held = self._held.pop(outcome.job_id, None)
-                state = settled.get(outcome.job_id)
-                kind = "succeeded" if state == "SUCCEEDED" else "failed" if outcome.error else None
-                if held is not None and state is not None and kind is not None:
-                    counts[(held.job.queue, kind)] = counts.get((held.job.queue, kind), 0) + 1
-        try:
-            broker.record_outcomes(counts)
-        except redis.RedisError:
-            pass  # only GET /stats' throughput figures miss this batch
+                self._held.pop(outcome.job_id, None)
         return True
 
     def _record_settled(self, settled: dict[uuid.UUID, str]) -> None:
@@ -360,6 +407,27 @@ class Worker:
         metrics.record_settled((h.job.queue, state, h.runtime) for h, state in held if h is not None)
 
     # ---- heartbeat -----------------------------------------------------------------------
+    def _watchdog_loop(self) -> None:
+        """Fails attempts that overran their job's timeout; a late result is dropped.
+
+        A thread cannot be killed: the handler keeps its slot until it returns (or the worker
+        exits), but the job itself moves on at once.
+        """
+        while not self._heartbeat_stop.wait(WATCHDOG_SECONDS):
+            now = time.monotonic()
+            with self._lock:
+                overdue = [
+                    h
+                    for h in self._held.values()
+                    if h.deadline is not None and now > h.deadline and not h.done and not h.timed_out
+                ]
+                for held in overdue:
+                    held.timed_out = True
+                    held.ctx.mark_cancel_requested()  # cooperative handlers can stop now
+            for held in overdue:
+                error = JobTimeout(f"ran longer than its timeout of {held.job.timeout_ms} ms")
+                self._outcomes.put(Outcome.failure(held.job, error, permanent=False))
+
     def _heartbeat_loop(self) -> None:
         interval = self.opt.lease_seconds / 3
         self._beat()  # announce the worker at once
@@ -403,22 +471,41 @@ class Worker:
         }
 
     # ---- shutdown ------------------------------------------------------------------------
+    def _release(self, jobs: dict[uuid.UUID, uuid.UUID]) -> None:
+        """Hands jobs back to the queue (attempt not counted); their late results are void."""
+        with self._lock:
+            jobs = dict(jobs)
+            for job_id in jobs:
+                entry = self._held.pop(job_id, None)
+                if entry is not None:
+                    entry.ctx.mark_lease_lost()
+            self._unstarted.clear()
+        if jobs:
+            ok, released = _db_safe("release", lambda: release_jobs(worker_id=self.id, held=jobs))
+            logger.info("released jobs", extra={"worker_id": self.id, "released": released if ok else 0})
+
     def _shutdown(
         self, threads: list[threading.Thread], settler: threading.Thread, heartbeat: threading.Thread
     ) -> None:
-        """Finish running jobs within the grace period, release the rest, flush, leave."""
+        """Release jobs not started yet, let running ones finish within the grace period,
+        release the rest, flush settles, leave."""
+        with self._lock:
+            while True:  # prefetched jobs no slot has taken yet
+                try:
+                    held = self._work.get_nowait()
+                except queue.Empty:
+                    break
+                if held is not None:
+                    self._unstarted[held.job.id] = held.job.lease_token
+                    self._busy -= 1
+        self._release(self._unstarted)
         deadline = time.monotonic() + self.opt.shutdown_grace_seconds
         with self._lock:
             while self._busy and not self._hurry.is_set() and time.monotonic() < deadline:
                 self._slot_free.wait(timeout=0.1)
+            # a slot may still move a job it took into _unstarted: gather those too
             unfinished = {job_id: h.job.lease_token for job_id, h in self._held.items() if not h.done}
-            for job_id in unfinished:
-                self._held[job_id].ctx.mark_lease_lost()  # their late results are void
-        if unfinished:
-            ok, released = _db_safe("release", lambda: release_jobs(worker_id=self.id, held=unfinished))
-            logger.info(
-                "released unfinished jobs", extra={"worker_id": self.id, "released": released if ok else 0}
-            )
+        self._release(unfinished)
         for _ in threads:
             self._work.put(None)
         self._settler_stop.set()

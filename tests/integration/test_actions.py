@@ -12,7 +12,7 @@ from jobs.models import Job, JobEvent
 from jobs.services import enqueue_job
 from jobs.states import JobState
 from tests.conftest import claim_all
-from workers import broker, keys
+from workers import broker, keys, metrics
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = JobState
@@ -203,7 +203,8 @@ def test_stats_counts_throughput_workers_and_oldest(api, redis_db) -> None:
     job_in(S.SUCCEEDED)
     queued = job_in(S.QUEUED)  # last: job_in claims whatever is ready
     Job.objects.filter(id=queued.id).update(queued_at=timezone.now() - timezone.timedelta(seconds=30))
-    broker.record_outcomes({("jobs:ready", "succeeded"): 3, ("jobs:ready", "failed"): 1})
+    metrics.record_settled([("jobs:ready", "SUCCEEDED", 0.01)] * 3 + [("jobs:ready", "RETRYING", 0.01)])
+    metrics.flush()
     broker.record_worker("w1", {"id": "w1", "host": "h", "pid": 1, "queues": "*", "slots": 4, "busy": 1}, 30)
     refresh_finished_counts()
     body = api.get("/stats").json()
