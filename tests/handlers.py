@@ -29,3 +29,11 @@ def with_defaults(ctx: JobContext, payload: Any) -> None:
 def log_line(ctx: JobContext, payload: Any) -> None:
     """Logs one line without `extra=`: the worker adds the job's context (and trace ids)."""
     logging.getLogger("tests.handlers").warning("handler says hi")
+
+
+@handler("tests.misbehave")
+def misbehave(ctx: JobContext, payload: Any) -> None:
+    """Fails the nasty ways real handlers do: SystemExit, or an error text Postgres cannot store."""
+    if payload.get("how") == "exit":
+        raise SystemExit(3)
+    raise RuntimeError("bad \x00 byte and a lone \ud800 surrogate")

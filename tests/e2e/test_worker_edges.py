@@ -1,0 +1,65 @@
+"""Worker edge cases against a real worker process: timeouts, misbehaving handlers, shutdown."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from dlq.models import DeadLetter
+from jobs.models import Job, JobEvent
+from jobs.services import enqueue_job
+from jobs.states import JobState
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _job(job_id) -> Job:
+    return Job.objects.get(id=job_id)
+
+
+def test_a_job_past_its_timeout_fails_and_the_worker_moves_on(spawn) -> None:
+    spawn("runworker", "--concurrency", "2")
+    spawn("runscheduler")
+    hung = enqueue_job(
+        "taskforge.sleep", {"seconds": 600}, timeout_ms=300, max_attempts=2, initial_delay_ms=10
+    ).job
+    wait_for(
+        lambda: _job(hung.id).state == JobState.DLQ, timeout=30, what="the hung job to exhaust its attempts"
+    )
+    done = _job(hung.id)
+    assert done.attempt_count == 2 and "JobTimeout" in done.last_error
+    # the sleeping handler stops cooperatively; its slot serves the next job
+    quick = enqueue_job("taskforge.echo", {"ok": True}).job
+    wait_for(lambda: _job(quick.id).state == JobState.SUCCEEDED, what="the next job")
+
+
+@pytest.mark.parametrize("how", ["exit", "unstorable"])
+def test_misbehaving_handlers_fail_their_job_not_the_worker(spawn, how: str) -> None:
+    spawn("runworker", "--concurrency", "1")
+    bad = enqueue_job("tests.misbehave", {"how": how}, max_attempts=1).job
+    wait_for(lambda: _job(bad.id).state == JobState.DLQ, what="the job to be dead-lettered")
+    assert DeadLetter.objects.get(job_id=bad.id).reason == "attempts exhausted"
+    assert "\x00" not in _job(bad.id).last_error
+    after = enqueue_job("taskforge.echo", {"still": "alive"}).job
+    wait_for(lambda: _job(after.id).state == JobState.SUCCEEDED, what="the worker to keep working")
+
+
+def test_sigterm_releases_prefetched_jobs_without_starting_them(spawn) -> None:
+    worker = spawn("runworker", "--concurrency", "1", "--prefetch", "1")
+    first = enqueue_job("taskforge.sleep", {"seconds": 1.0}, idempotency_key="first").job
+    second = enqueue_job("taskforge.sleep", {"seconds": 1.0}, idempotency_key="second").job
+    wait_for(
+        lambda: Job.objects.filter(id__in=[first.id, second.id], state=JobState.RUNNING).count() == 2,
+        what="both jobs claimed (one running, one prefetched)",
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    states = {j.idempotency_key: j for j in Job.objects.filter(id__in=[first.id, second.id])}
+    finished = [j for j in states.values() if j.state == JobState.SUCCEEDED]
+    released = [j for j in states.values() if j.state == JobState.QUEUED]
+    assert len(finished) == 1 and len(released) == 1
+    assert released[0].attempt_count == 0
+    types = list(JobEvent.objects.filter(job_id=released[0].id).order_by("id").values_list("type", flat=True))
+    assert types == ["created", "claimed", "released"]
