@@ -144,10 +144,6 @@ class Job(models.Model):
     def __str__(self) -> str:
         return f"{self.job_type} {self.id} ({self.state})"
 
-    @property
-    def is_finished(self) -> bool:
-        return self.state in FINISHED_STATES
-
 
 class JobEvent(models.Model):
     """Append-only history: one row per transition, written in the transition's transaction."""

@@ -13,7 +13,7 @@ from django.utils import timezone
 from dlq.models import DeadLetter
 from jobs import sql
 from jobs.models import Job, JobEvent, QueueSettings
-from jobs.states import JobState
+from jobs.states import ACTIVE_STATES, JobState
 from workers import broker
 
 
@@ -64,9 +64,6 @@ def get_job(job_id: str) -> Job | None:
 def job_events(job: Job) -> list[JobEvent]:
     """A job's history, oldest first."""
     return list(JobEvent.objects.filter(job=job).order_by("id"))
-
-
-ACTIVE_STATES = (JobState.PENDING, JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
 
 
 @dataclass(frozen=True)

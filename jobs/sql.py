@@ -339,8 +339,8 @@ ORDER BY queued_at, id LIMIT %(limit)s
 
 # -- prune_finished_jobs --
 # Retention: deletes SUCCEEDED and CANCELED jobs finished before the cutoff, with their events,
-# a batch at a time. DLQ jobs stay until an operator replays or deletes them. The FKs are
-# deferred, so deleting events and jobs in one statement is consistent. Index: jobs_finished_idx.
+# a batch at a time. DLQ jobs stay until an operator replays or deletes them. job_events has
+# no FK (see jobs.models.JobEvent), so both deletes go in one statement. Index: jobs_finished_idx.
 PRUNE_FINISHED_JOBS = """
 WITH doomed AS (
   SELECT id FROM jobs

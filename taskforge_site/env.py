@@ -60,11 +60,6 @@ class Config:
     handler_modules: list[str]
     api_auth: bool  # False only for local experiments: the API then answers anyone
 
-    @property
-    def heartbeat_seconds(self) -> float:
-        """Leases are renewed three times per lease, so two missed beats still keep the job."""
-        return self.lease_seconds / 3
-
 
 class _Reader:
     """Collects problems while converting each variable."""

@@ -71,8 +71,3 @@ def get_handler(name: str) -> HandlerSpec | None:
 
         spec = task_handler(name)
     return spec
-
-
-def registered_types() -> list[str]:
-    """Every registered job type, sorted."""
-    return sorted(_registry)

@@ -25,7 +25,7 @@ def _job(job_id) -> Job:
 def test_kill_9_mid_job_reruns_on_another_worker(spawn) -> None:
     doomed = spawn("runworker", "--concurrency", "1", env=SHORT_LEASE)
     spawn("runscheduler")
-    job = enqueue_job("taskforge.sleep", {"seconds": 1.5}).job
+    job = enqueue_job("taskforge.sleep", {"seconds": 3}).job  # outlives the kill by a wide margin
     running = wait_for(lambda: _job(job.id).state == JobState.RUNNING and _job(job.id), what="job to start")
     doomed.signal(signal.SIGKILL)
     doomed.wait(timeout=10)

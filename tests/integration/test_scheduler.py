@@ -96,3 +96,27 @@ def test_pruning_deletes_old_finished_jobs_with_their_events() -> None:
     assert services.prune_finished_jobs(retention_days=7) == 1
     assert list(Job.objects.values_list("id", flat=True)) == [recent.id]
     assert not JobEvent.objects.filter(job_id=old.id).exists()
+
+
+def test_fair_pops_take_turns_between_queues() -> None:
+    enqueue_jobs([JobSpec("taskforge.noop", queue="a") for _ in range(10)])
+    enqueue_jobs([JobSpec("taskforge.noop", queue="b") for _ in range(10)])
+    popped = broker.pop_ready(["a", "b"], 6, fair=True)
+    queues = list(Job.objects.filter(id__in=popped).values_list("queue", flat=True))
+    assert sorted(queues) == ["a", "a", "a", "b", "b", "b"]
+    ordered = broker.pop_ready(["a", "b"], 6, fair=False)
+    assert set(Job.objects.filter(id__in=ordered).values_list("queue", flat=True)) == {"a"}
+
+
+def test_a_job_enqueued_while_redis_is_down_runs_after_it_returns(redis_db, monkeypatch) -> None:
+    import redis as redis_lib
+
+    down = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=None)
+    monkeypatch.setattr(broker, "client", lambda: down)
+    job = enqueue_job("taskforge.noop").job  # committed; the publish fails quietly
+    monkeypatch.undo()
+    assert Job.objects.get(id=job.id).state == JobState.QUEUED
+    assert redis_db.zscore(keys.queue_key("jobs:ready"), str(job.id)) is None
+    Job.objects.filter(id=job.id).update(queued_at=timezone.now() - timedelta(minutes=1))
+    assert services.sweep_unpublished() == 1
+    assert broker.pop_ready(["jobs:ready"], 10, fair=False) == [job.id]

@@ -28,7 +28,7 @@ def test_defaults() -> None:
     assert cfg.queue_name == "jobs:ready"
     assert (cfg.redis_host, cfg.redis_port, cfg.redis_db) == ("localhost", 6379, 0)
     assert cfg.worker_concurrency == 10
-    assert cfg.lease_seconds == 30 and cfg.heartbeat_seconds == 10
+    assert cfg.lease_seconds == 30
     assert cfg.max_payload_bytes == 1 << 20
     assert cfg.log_level == "info" and cfg.tracing_enabled is False and cfg.tracing_exporter == "stdout"
 

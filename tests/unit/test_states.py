@@ -7,8 +7,6 @@ import itertools
 import pytest
 
 from jobs.states import (
-    ACTIVE_STATES,
-    FINISHED_STATES,
     TRANSITIONS,
     InvalidTransition,
     JobState,
@@ -41,9 +39,3 @@ def test_transition_table_matches_the_contract(old: JobState, new: JobState) -> 
 
 def test_succeeded_is_the_only_dead_end() -> None:
     assert [s for s, exits in TRANSITIONS.items() if not exits] == [S.SUCCEEDED]
-
-
-def test_finished_and_active_states_partition_the_states() -> None:
-    assert FINISHED_STATES == {S.SUCCEEDED, S.DLQ, S.CANCELED}
-    assert FINISHED_STATES | ACTIVE_STATES == set(JobState)
-    assert not FINISHED_STATES & ACTIVE_STATES
