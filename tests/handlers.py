@@ -37,3 +37,24 @@ def misbehave(ctx: JobContext, payload: Any) -> None:
     if payload.get("how") == "exit":
         raise SystemExit(3)
     raise RuntimeError("bad \x00 byte and a lone \ud800 surrogate")
+
+
+@handler("tests.stubborn")
+def stubborn(ctx: JobContext, payload: Any) -> str:
+    """Ignores cancellation and returns normally: the job must still end CANCELED."""
+    import time
+
+    deadline = time.monotonic() + float(payload.get("seconds", 1))
+    while time.monotonic() < deadline:  # deliberately not ctx.wait(): it never looks at the flag
+        time.sleep(0.05)
+    return "finished anyway"
+
+
+@handler("tests.flaky")
+def flaky(ctx: JobContext, payload: Any) -> str:
+    """Fails until its job has been replayed from the DLQ, then succeeds."""
+    from jobs.models import JobEvent
+
+    if not JobEvent.objects.filter(job_id=ctx.job_id, type="replayed").exists():
+        raise RuntimeError("fails until replayed")
+    return "ok"

@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from jobs.api.serializers import JobEventSerializer, JobSerializer
 from jobs.states import JobState
+from taskforge_site.openapi import error_response
 
 
 @extend_schema_serializer(many=False)  # a list action's body, but an object, not an array
@@ -59,6 +60,7 @@ class QueueSummarySerializer(serializers.Serializer):
     """One queue: its jobs by state."""
 
     name = serializers.CharField()
+    paused = serializers.BooleanField(help_text="Workers claim nothing from a paused queue.")
     depth = serializers.IntegerField(help_text="QUEUED jobs: ready, waiting for a worker.")
     counts = StateCountsSerializer()
     total = serializers.IntegerField(help_text="Jobs in every state.")
@@ -69,6 +71,69 @@ class QueueListSerializer(serializers.Serializer):
     """Every queue with a job, a setting, or a ready list in Redis."""
 
     items = QueueSummarySerializer(many=True)
+
+
+class QueuePausedSerializer(serializers.Serializer):
+    """Response of POST /queues/{id}/pause and /resume."""
+
+    name = serializers.CharField()
+    paused = serializers.BooleanField(help_text="Workers claim nothing from a paused queue.")
+
+
+class WindowSerializer(serializers.Serializer):
+    lastMinute = serializers.IntegerField(help_text="In the last 60 seconds.")
+    lastHour = serializers.IntegerField(help_text="In the last 60 minutes.")
+
+
+class SlotsSerializer(serializers.Serializer):
+    online = serializers.IntegerField(help_text="Workers with a fresh heartbeat that serve these queues.")
+    busySlots = serializers.IntegerField(help_text="Execution slots running a job.")
+    totalSlots = serializers.IntegerField(help_text="Execution slots in all.")
+
+
+class StatsTotalSerializer(serializers.Serializer):
+    """Figures over every queue."""
+
+    counts = StateCountsSerializer(help_text="Jobs per state; finished states as of finishedCountsAsOf.")
+    dlq = serializers.IntegerField(help_text="Dead letters waiting for an operator.")
+    oldestQueuedAgeSeconds = serializers.FloatField(
+        allow_null=True, help_text="Seconds the oldest QUEUED job has waited; null when none waits."
+    )
+    workers = SlotsSerializer()
+    succeeded = WindowSerializer(help_text="Jobs that succeeded.")
+    failed = WindowSerializer(help_text="Failed attempts.")
+
+
+class StatsQueueSerializer(StatsTotalSerializer):
+    """Figures of one queue."""
+
+    name = serializers.CharField()
+    paused = serializers.BooleanField(help_text="Workers claim nothing from a paused queue.")
+
+
+class StatsWorkerSerializer(serializers.Serializer):
+    id = serializers.CharField(allow_null=True)
+    host = serializers.CharField(allow_null=True)
+    pid = serializers.IntegerField(allow_null=True)
+    queues = serializers.ListField(
+        child=serializers.CharField(), help_text='The queues it serves; ["*"]: all.'
+    )
+    slots = serializers.IntegerField(help_text="Its execution slots.")
+    busy = serializers.IntegerField(help_text="Its slots running a job.")
+
+
+class StatsSerializer(serializers.Serializer):
+    """GET /stats: the cluster at a glance, cheap on any table size."""
+
+    queues = StatsQueueSerializer(many=True)
+    total = StatsTotalSerializer()
+    workers = StatsWorkerSerializer(many=True, help_text="Workers with a fresh heartbeat.")
+    finishedCountsAsOf = serializers.DateTimeField(
+        allow_null=True, help_text="When the counts of finished jobs were last refreshed (by a scheduler)."
+    )
+    redisAvailable = serializers.BooleanField(
+        help_text="False: Redis did not answer; its figures are missing."
+    )
 
 
 class HealthSerializer(serializers.Serializer):
@@ -86,6 +151,10 @@ class ReadySerializer(serializers.Serializer):
 
 
 JOB_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
+ACTION_ERRORS = {
+    404: error_response("not_found: no job with this id."),
+    409: error_response("invalid_state_transition: not allowed from the job's state (details.state)."),
+}
 QUEUE_NAME = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The queue's name.")
 PAGE_PARAMETERS = [
     OpenApiParameter("limit", int, description="Page size: default 50; clamped to 1..200.", default=50),

@@ -193,11 +193,27 @@ class JobViewSet(viewsets.ViewSet):
         events = selectors.job_events(_job_or_404(pk))
         return Response({"items": JobEventSerializer(events, many=True).data})
 
+    @extend_schema(
+        summary="Retry a job now (from RETRYING, DLQ or CANCELED)",
+        request=ActionSerializer,
+        parameters=[schema.JOB_ID],
+        responses={200: JobSerializer, **schema.ACTION_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str) -> Response:
         reason = validated(ActionSerializer, request.data).get("reason")
         return Response(JobSerializer(services.retry_job(pk, actor=actor_of(request), reason=reason)).data)
 
+    @extend_schema(
+        summary="Cancel a job",
+        request=ActionSerializer,
+        parameters=[schema.JOB_ID],
+        responses={
+            200: OpenApiResponse(JobSerializer, description="Canceled."),
+            202: OpenApiResponse(JobSerializer, description="Running: its handler was asked to stop."),
+            **schema.ACTION_ERRORS,
+        },
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         """200 when canceled at once; 202 when a running job was asked to stop."""
@@ -208,6 +224,12 @@ class JobViewSet(viewsets.ViewSet):
             JobSerializer(job).data, status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK
         )
 
+    @extend_schema(
+        summary="Move a job to the DLQ",
+        request=ActionSerializer,
+        parameters=[schema.JOB_ID],
+        responses={200: JobSerializer, **schema.ACTION_ERRORS},
+    )
     @action(detail=True, methods=["post"], url_path="dlq")
     def dead_letter(self, request: Request, pk: str) -> Response:
         reason = validated(ActionSerializer, request.data).get("reason")
@@ -234,11 +256,23 @@ class QueueViewSet(viewsets.ViewSet):
     def jobs(self, request: Request, pk: str) -> Response:
         return _page(request, JobFilter(state=_state_param(request), queue=pk))
 
+    @extend_schema(
+        summary="Pause a queue: it accepts jobs, workers claim none",
+        request=None,
+        parameters=[schema.QUEUE_NAME],
+        responses=schema.QueuePausedSerializer,
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str) -> Response:
         row = services.set_queue_paused(pk, True, actor=actor_of(request))
         return Response({"name": row.name, "paused": row.paused})
 
+    @extend_schema(
+        summary="Resume a paused queue",
+        request=None,
+        parameters=[schema.QUEUE_NAME],
+        responses=schema.QueuePausedSerializer,
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str) -> Response:
         row = services.set_queue_paused(pk, False, actor=actor_of(request))
@@ -248,6 +282,9 @@ class QueueViewSet(viewsets.ViewSet):
 class StatsView(APIView):
     """Counts by queue and state, throughput, workers, DLQ size and the oldest waiting job."""
 
+    @extend_schema(
+        summary="Counts, throughput and workers, per queue and in total", responses=schema.StatsSerializer
+    )
     def get(self, request: Request) -> Response:
         max_age = settings.TASKFORGE.lease_seconds  # three missed heartbeats: the worker is gone
         return Response(selectors.cluster_stats(worker_max_age_seconds=max_age))

@@ -53,3 +53,34 @@ def test_concurrent_identical_enqueues_make_one_job() -> None:
     assert len({r.job.id for r in results}) == 1
     assert sum(r.created for r in results) == 1
     assert Job.objects.count() == 1
+
+
+def test_cancel_racing_a_claim_has_exactly_one_winner() -> None:
+    from jobs.services import cancel_jobs
+
+    ids = [r.job.id for r in enqueue_jobs([JobSpec("taskforge.noop") for _ in range(200)])]
+    claimed, canceled = _race(
+        2,
+        lambda i: (
+            {c.id for c in claim_jobs(worker_id="w", ids=ids, lease_seconds=30)}
+            if i == 0
+            else {job_id for job_id, state in cancel_jobs(ids=ids).items() if state == "CANCELED"}
+        ),
+    )
+    assert not claimed & canceled  # exactly one winner per job...
+    assert claimed | canceled == set(ids)  # ...and no job lost
+    # a job claimed first still gets the cancel: it is asked to stop, and will end CANCELED
+    assert Job.objects.filter(id__in=claimed, state="RUNNING", cancel_requested=True).count() == len(claimed)
+
+
+def test_concurrent_replays_replay_each_job_once() -> None:
+    from dlq.services import dead_letter_jobs, replay_dead_letters
+    from jobs.models import JobEvent
+
+    ids = [r.job.id for r in enqueue_jobs([JobSpec("taskforge.noop") for _ in range(100)])]
+    assert len(dead_letter_jobs(ids=ids, reason="test")) == 100
+    results = _race(4, lambda i: replay_dead_letters(ids=ids))
+    flat = [job_id for batch in results for job_id in batch]
+    assert sorted(flat) == sorted(ids)  # each replayed by exactly one caller
+    assert JobEvent.objects.filter(type="replayed").count() == 100
+    assert set(Job.objects.values_list("state", flat=True)) == {"QUEUED"}
