@@ -14,6 +14,8 @@ MAX_DELAY_MS = 7 * 24 * 3600 * 1000  # one week: fits the int columns and any sa
 MAX_ATTEMPTS = 1000
 MAX_BACKOFF = 100.0
 MAX_RUN_DELAY_MS = 366 * 24 * 3600 * 1000  # how far ahead `delay` may schedule a job
+MAX_RATE_PER_SEC = 1_000_000.0
+MAX_QUEUE_CONCURRENCY = 100_000
 
 # Inclusive ranges of a job's numeric options: the API, the Python API and the CHECK
 # constraints below all use this one table.
@@ -171,11 +173,27 @@ class QueueSettings(models.Model):
 
     name = models.CharField(max_length=100, primary_key=True)
     paused = models.BooleanField(default=False)
+    # None: RATE_LIMIT_PER_SEC applies; 0: no limit. Cluster-wide starts per second.
+    rate_limit_per_sec = models.FloatField(null=True, blank=True)
+    # None: no limit. Cluster-wide cap on this queue's running jobs.
+    concurrency_limit = models.IntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         db_table = "queue_settings"
         verbose_name_plural = "queue settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rate_limit_per_sec__isnull=True)
+                | Q(rate_limit_per_sec__gte=0, rate_limit_per_sec__lte=MAX_RATE_PER_SEC),
+                name="queue_settings_rate_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(concurrency_limit__isnull=True)
+                | Q(concurrency_limit__gte=1, concurrency_limit__lte=MAX_QUEUE_CONCURRENCY),
+                name="queue_settings_concurrency_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name}{' (paused)' if self.paused else ''}"
