@@ -83,7 +83,8 @@ def queue_counts() -> QueueCounts:
         by_queue.setdefault(queue, dict.fromkeys(JobState.values, 0))[state] = n
 
     active = Job.objects.filter(state__in=ACTIVE_STATES).values_list("queue", "state")
-    for queue, state, n in active.annotate(n=Count("id")).order_by():
+    # count(*), not count(id): the count is then an index-only scan of jobs_active_idx.
+    for queue, state, n in active.annotate(n=Count("*")).order_by():
         add(queue, state, n)
     for queue, n in DeadLetter.objects.values_list("queue").annotate(n=Count("job_id")).order_by():
         add(queue, JobState.DLQ, n)

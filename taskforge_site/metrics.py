@@ -5,9 +5,10 @@ PROMETHEUS_MULTIPROC_DIR) that view builds a fresh registry holding only the per
 MultiProcessCollector and would drop a collector registered on the global REGISTRY.
 
 `ClusterCollector` reads at scrape time, so every API instance exports the same cluster series:
-- Postgres: jobs by queue for the states whose rows stay few (the non-finished ones, counted
-  from the partial index jobs_active_idx, and the DLQ from dead_letters), never a scan of the
-  SUCCEEDED/CANCELED history, which is most of the table;
+- Postgres: jobs by queue and state (`jobs.selectors.queue_counts`: the unfinished states from
+  an index-only scan of the partial index jobs_active_idx, the DLQ from dead_letters, and
+  SUCCEEDED/CANCELED as the scheduler last counted them), never a scan of the finished history,
+  which is most of the table;
 - Redis: the counters and histograms workers and schedulers flush (workers/metrics.py) and the
   worker heartbeats (utilization, workers online).
 A source that fails is left out of the scrape (and logged); /metrics itself never fails.
@@ -23,26 +24,25 @@ import redis
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dlq.models import DeadLetter
-from jobs.models import Job
-from jobs.states import ACTIVE_STATES, JobState
+from jobs import selectors
+from jobs.states import FINISHED_STATES, JobState
 from workers import broker
 from workers import metrics as stats
 
 logger = logging.getLogger("taskforge.metrics")
 
 STATEMENT_TIMEOUT_MS = 2_000  # a scrape must not pile up behind a slow database
-COUNTED_STATES = [s for s in JobState.values if s in ACTIVE_STATES or s == JobState.DLQ]
+# Counted at every scrape; SUCCEEDED and CANCELED only once the scheduler has counted them.
+LIVE_STATES = [s for s in JobState.values if s not in FINISHED_STATES or s == JobState.DLQ]
 
 HELP = {
     "queue_depth": "Jobs in state QUEUED (runnable, waiting for a worker).",
-    "jobs": "Jobs by queue and state, for the states PENDING, QUEUED, RUNNING, RETRYING and DLQ.",
+    "jobs": "Jobs by queue and state (SUCCEEDED and CANCELED as of the scheduler's last count).",
     "dlq_count": "Jobs in the dead-letter queue (rows of dead_letters).",
     stats.ATTEMPTS: "Attempts started (jobs claimed by a worker).",
     stats.SUCCESS: "Attempts that ended SUCCEEDED.",
@@ -70,7 +70,7 @@ class ClusterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         counts = self._counts()
         cluster = self._cluster()
-        queues = set(counts or {})
+        queues = set(counts.by_queue) if counts is not None else set()
         if cluster is not None:
             queues |= cluster.queues
             for per_queue in (*cluster.counters.values(), *cluster.histograms.values()):
@@ -83,12 +83,12 @@ class ClusterCollector(Collector):
             yield from self._redis_families(cluster, sorted(queues))
 
     @staticmethod
-    def _counts() -> dict[str, dict[str, int]] | None:
+    def _counts() -> selectors.QueueCounts | None:
         try:
             with transaction.atomic():
                 with connection.cursor() as cursor:
                     cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
-                return _job_counts()
+                return selectors.queue_counts()
         except DatabaseError as exc:
             logger.warning("metrics: postgres unavailable, its series left out", extra={"error": str(exc)})
             return None
@@ -104,15 +104,17 @@ class ClusterCollector(Collector):
             return None
 
     @staticmethod
-    def _postgres_families(counts: dict[str, dict[str, int]], queues: list[str]) -> Iterator[Metric]:
+    def _postgres_families(counts: selectors.QueueCounts, queues: list[str]) -> Iterator[Metric]:
         depth = GaugeMetricFamily(_name("queue_depth"), HELP["queue_depth"], labels=["queue"])
         jobs = GaugeMetricFamily(_name("jobs"), HELP["jobs"], labels=["queue", "state"])
+        # Not counted yet (a fresh Redis, or Redis down) means unknown: no series, never a false 0.
+        states = JobState.values if counts.finished_as_of is not None else LIVE_STATES
         for queue in queues:
-            by_state = counts.get(queue, {})
+            by_state = counts.by_queue.get(queue, {})
             depth.add_metric([queue], by_state.get(JobState.QUEUED, 0))
-            for state in COUNTED_STATES:
+            for state in states:
                 jobs.add_metric([queue, state], by_state.get(state, 0))
-        dlq = sum(by_state.get(JobState.DLQ, 0) for by_state in counts.values())
+        dlq = sum(by_state.get(JobState.DLQ, 0) for by_state in counts.by_queue.values())
         yield depth
         yield jobs
         yield GaugeMetricFamily(_name("dlq_count"), HELP["dlq_count"], value=dlq)
@@ -141,18 +143,6 @@ class ClusterCollector(Collector):
                 utilization.add_metric([queue], sum(int(w.get("busy", 0)) for w in serving) / slots)
         yield utilization
         yield GaugeMetricFamily(_name("workers_online"), HELP["workers_online"], value=len(cluster.workers))
-
-
-def _job_counts() -> dict[str, dict[str, int]]:
-    """queue -> state -> jobs for COUNTED_STATES; the cost grows with unfinished and
-    dead-lettered jobs only (an index-only scan of jobs_active_idx, and dead_letters)."""
-    counts: dict[str, dict[str, int]] = {}
-    active = Job.objects.filter(state__in=ACTIVE_STATES).values_list("queue", "state")
-    for queue, state, n in active.annotate(n=Count("*")).order_by():
-        counts.setdefault(queue, {})[state] = n
-    for queue, n in DeadLetter.objects.values_list("queue").annotate(n=Count("*")).order_by():
-        counts.setdefault(queue, {})[JobState.DLQ] = n
-    return counts
 
 
 def _serves(worker: dict[str, str], queue: str) -> bool:

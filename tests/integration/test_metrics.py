@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.services import enqueue_job
+from jobs.services import Outcome, enqueue_job, settle_jobs
 from scheduler import services
 from tests.conftest import claim_all
 from tests.prometheus import parse, value
@@ -173,3 +173,17 @@ def test_the_grafana_dashboard_queries_only_metrics_that_exist() -> None:
     Client().get("/healthz", HTTP_HOST="localhost")
     exported = {sample.name for family in parse(_scrape()).values() for sample in family.samples}
     assert used and used <= exported, used - exported
+
+
+@pytest.mark.django_db(transaction=True)
+def test_finished_states_appear_once_the_scheduler_has_counted_them() -> None:
+    enqueue_job("taskforge.echo", {}, queue="fin")
+    [claimed] = claim_all()
+    settle_jobs(worker_id="test-worker", outcomes=[Outcome.success(claimed, {})])
+    families = parse(_scrape())
+    assert value(families, "taskforge_jobs", queue="fin", state="RUNNING") == 0
+    assert value(families, "taskforge_jobs", queue="fin", state="SUCCEEDED") is None  # unknown, not 0
+    services.refresh_finished_counts()
+    families = parse(_scrape())
+    assert value(families, "taskforge_jobs", queue="fin", state="SUCCEEDED") == 1
+    assert value(families, "taskforge_jobs", queue="fin", state="CANCELED") == 0
