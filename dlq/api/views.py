@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from dlq import selectors, services
 from dlq.api import schema
 from dlq.api.serializers import BulkReplaySerializer, DeadLetterDetailSerializer, DeadLetterSerializer
-from jobs.api.schema import ACTION_ERRORS, JOB_ID
+from jobs.api.schema import JOB_ID, job_action
 from jobs.api.serializers import JobSerializer
 from jobs.api.views import actor_of, page_envelope, text_param, validated
 
@@ -44,12 +44,8 @@ class DeadLetterViewSet(viewsets.ViewSet):
             raise NotFound("No dead letter for this job id.")
         return Response(DeadLetterDetailSerializer(letter).data)
 
-    @extend_schema(
-        summary="Replay one dead letter: its job goes back to QUEUED",
-        operation_id="dlq_replay",
-        request=None,
-        parameters=[JOB_ID],
-        responses={200: JobSerializer, **ACTION_ERRORS},
+    @job_action(
+        "Replay one dead letter: its job goes back to QUEUED", request=None, operation_id="dlq_replay"
     )
     @action(detail=True, methods=["post"], url_path="replay")
     def replay_one(self, request: Request, pk: str) -> Response:

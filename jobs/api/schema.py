@@ -5,11 +5,13 @@ Nothing here validates or renders a request; keep each shape in step with the vi
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 
-from jobs.api.serializers import JobEventSerializer, JobSerializer
+from jobs.api.serializers import ActionSerializer, JobEventSerializer, JobSerializer
 from jobs.states import JobState
 from taskforge_site.openapi import error_response
 
@@ -155,7 +157,32 @@ ACTION_ERRORS = {
     404: error_response("not_found: no job with this id."),
     409: error_response("invalid_state_transition: not allowed from the job's state (details.state)."),
 }
+
+
+def job_action(
+    summary: str, *, request: Any = ActionSerializer, ok: Any = JobSerializer, **kwargs: Any
+) -> Any:
+    """@extend_schema of a POST acting on one job: it answers with the job, or 404 or 409."""
+    responses = ok if isinstance(ok, dict) else {200: ok}
+    return extend_schema(
+        summary=summary,
+        request=request,
+        parameters=[JOB_ID],
+        responses={**responses, **ACTION_ERRORS},
+        **kwargs,
+    )
+
+
 QUEUE_NAME = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The queue's name.")
+
+
+def queue_switch(summary: str) -> Any:
+    """@extend_schema of POST /queues/{id}/pause and /resume."""
+    return extend_schema(
+        summary=summary, request=None, parameters=[QUEUE_NAME], responses=QueuePausedSerializer
+    )
+
+
 PAGE_PARAMETERS = [
     OpenApiParameter("limit", int, description="Page size: default 50; clamped to 1..200.", default=50),
     OpenApiParameter("offset", int, description="Items to skip: default 0; a negative offset counts as 0."),

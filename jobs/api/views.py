@@ -193,25 +193,17 @@ class JobViewSet(viewsets.ViewSet):
         events = selectors.job_events(_job_or_404(pk))
         return Response({"items": JobEventSerializer(events, many=True).data})
 
-    @extend_schema(
-        summary="Retry a job now (from RETRYING, DLQ or CANCELED)",
-        request=ActionSerializer,
-        parameters=[schema.JOB_ID],
-        responses={200: JobSerializer, **schema.ACTION_ERRORS},
-    )
+    @schema.job_action("Retry a job now (from RETRYING, DLQ or CANCELED)")
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str) -> Response:
         reason = validated(ActionSerializer, request.data).get("reason")
         return Response(JobSerializer(services.retry_job(pk, actor=actor_of(request), reason=reason)).data)
 
-    @extend_schema(
-        summary="Cancel a job",
-        request=ActionSerializer,
-        parameters=[schema.JOB_ID],
-        responses={
+    @schema.job_action(
+        "Cancel a job",
+        ok={
             200: OpenApiResponse(JobSerializer, description="Canceled."),
             202: OpenApiResponse(JobSerializer, description="Running: its handler was asked to stop."),
-            **schema.ACTION_ERRORS,
         },
     )
     @action(detail=True, methods=["post"])
@@ -224,12 +216,7 @@ class JobViewSet(viewsets.ViewSet):
             JobSerializer(job).data, status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK
         )
 
-    @extend_schema(
-        summary="Move a job to the DLQ",
-        request=ActionSerializer,
-        parameters=[schema.JOB_ID],
-        responses={200: JobSerializer, **schema.ACTION_ERRORS},
-    )
+    @schema.job_action("Move a job to the DLQ")
     @action(detail=True, methods=["post"], url_path="dlq")
     def dead_letter(self, request: Request, pk: str) -> Response:
         reason = validated(ActionSerializer, request.data).get("reason")
@@ -256,23 +243,13 @@ class QueueViewSet(viewsets.ViewSet):
     def jobs(self, request: Request, pk: str) -> Response:
         return _page(request, JobFilter(state=_state_param(request), queue=pk))
 
-    @extend_schema(
-        summary="Pause a queue: it accepts jobs, workers claim none",
-        request=None,
-        parameters=[schema.QUEUE_NAME],
-        responses=schema.QueuePausedSerializer,
-    )
+    @schema.queue_switch("Pause a queue: it accepts jobs, workers claim none")
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str) -> Response:
         row = services.set_queue_paused(pk, True, actor=actor_of(request))
         return Response({"name": row.name, "paused": row.paused})
 
-    @extend_schema(
-        summary="Resume a paused queue",
-        request=None,
-        parameters=[schema.QUEUE_NAME],
-        responses=schema.QueuePausedSerializer,
-    )
+    @schema.queue_switch("Resume a paused queue")
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str) -> Response:
         row = services.set_queue_paused(pk, False, actor=actor_of(request))
