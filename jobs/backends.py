@@ -41,13 +41,14 @@ logger = logging.getLogger("taskforge.tasks")
 
 MAX_TASK_PATH_CHARS = 200  # the jobs.job_type column
 
-# The retry policy a task may set: its TASKS OPTIONS key -> the JobSpec / HandlerSpec field.
+# The policy a task may set (retries and timeout): TASKS OPTIONS key -> JobSpec/HandlerSpec field.
 POLICY_OPTIONS = {
     "MAX_ATTEMPTS": "max_attempts",
     "INITIAL_DELAY_MS": "initial_delay_ms",
     "BACKOFF": "backoff",
     "MAX_DELAY_MS": "max_delay_ms",
     "JITTER": "jitter",
+    "TIMEOUT_MS": "timeout_ms",
 }
 
 # django.tasks has four statuses: waiting and retrying are READY, the DLQ and a cancel are FAILED.
@@ -77,13 +78,14 @@ def exception_path(error_class: type[BaseException]) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskForgeTask(Task):
-    """A django.tasks Task that also carries a retry policy; None falls back to the backend's."""
+    """A django.tasks Task that also carries a retry policy and timeout; None: the backend's."""
 
     max_attempts: int | None = None
     initial_delay_ms: int | None = None
     backoff: float | None = None
     max_delay_ms: int | None = None
     jitter: bool | None = None
+    timeout_ms: int | None = None
 
 
 def taskforge_task(
@@ -94,9 +96,10 @@ def taskforge_task(
     backoff: float | None = None,
     max_delay_ms: int | None = None,
     jitter: bool | None = None,
+    timeout_ms: int | None = None,
     **options: Any,
 ) -> Any:
-    """``@task`` with a retry policy: ``@taskforge_task(max_attempts=8, queue_name="mail")``.
+    """``@task`` with a retry policy and timeout: ``@taskforge_task(max_attempts=8, queue_name="mail")``.
 
     Django 6.0's ``@task`` accepts no other keyword (6.1 hands extra ones to ``task_class``), so
     this is how code sets a task's policy today. ``options`` are ``@task``'s own arguments.
@@ -107,6 +110,7 @@ def taskforge_task(
         "backoff": backoff,
         "max_delay_ms": max_delay_ms,
         "jitter": jitter,
+        "timeout_ms": timeout_ms,
     }
 
     def wrapper(func: Callable[..., Any]) -> TaskForgeTask:
@@ -192,7 +196,7 @@ def _json_argument(label: str, value: Any) -> Any:
 
 
 def _policy_problems(values: Mapping[str, Any]) -> dict[str, str]:
-    """What is out of range among a priority and retry policy (the API's limits, jobs.models.LIMITS)."""
+    """What is out of range among a priority and a policy (the API's limits, jobs.models.LIMITS)."""
     problems: dict[str, str] = {}
     for name, value in values.items():
         if name == "jitter":
@@ -204,7 +208,7 @@ def _policy_problems(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _parse_policy(options: Any, where: str, problems: list[str]) -> dict[str, Any]:
-    """A retry policy from OPTIONS keys (MAX_ATTEMPTS, ...); adds what is wrong to `problems`."""
+    """A policy from OPTIONS keys (MAX_ATTEMPTS, ...); adds what is wrong to `problems`."""
     if not isinstance(options, Mapping):
         problems.append(f"{where} must be a dict")
         return {}
@@ -250,9 +254,9 @@ def _attempts(
 class TaskForgeBackend(BaseTaskBackend):
     """Enqueues django.tasks as TaskForge jobs and reads their results back from Postgres.
 
-    OPTIONS: the retry policy of every task of this backend (MAX_ATTEMPTS, INITIAL_DELAY_MS,
-    BACKOFF, MAX_DELAY_MS, JITTER) and PER_TASK, {module path: policy}, which beats a task's own
-    (@taskforge_task). Unset fields take TaskForge's defaults (TASKFORGE_DEFAULT_MAX_ATTEMPTS, ...).
+    OPTIONS: the policy of every task of this backend (MAX_ATTEMPTS, INITIAL_DELAY_MS, BACKOFF,
+    MAX_DELAY_MS, JITTER, TIMEOUT_MS) and PER_TASK, {module path: policy}, which beats a task's
+    own (@taskforge_task). Unset fields take TaskForge's defaults (TASKFORGE_DEFAULT_MAX_ATTEMPTS...).
     """
 
     task_class = TaskForgeTask
@@ -310,7 +314,7 @@ class TaskForgeBackend(BaseTaskBackend):
                 f"{path!r}: " + "; ".join(f"{name} {problem}" for name, problem in problems.items())
             )
 
-    def retry_policy(self, task: Task) -> dict[str, Any]:
+    def task_policy(self, task: Task) -> dict[str, Any]:
         """The policy fields this task sets: OPTIONS, then the task's own, then OPTIONS' PER_TASK."""
         policy = dict(self.defaults)
         if isinstance(task, TaskForgeTask):
@@ -358,7 +362,7 @@ class TaskForgeBackend(BaseTaskBackend):
             queue=task.queue_name,
             priority=task.priority,
             run_at=task.run_after,
-            **self.retry_policy(task),
+            **self.task_policy(task),
         )
 
     def _insert(self, task: Task, spec: JobSpec) -> TaskResult:

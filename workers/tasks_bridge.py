@@ -32,7 +32,7 @@ def task_handler(name: str) -> HandlerSpec | None:
     found = find_task(name)
     if found is None:
         return None
-    policy = found.get_backend().retry_policy(found)
+    policy = found.get_backend().task_policy(found)
     return HandlerSpec(name, partial(run_task, found), queue=found.queue_name, **policy)
 
 
@@ -54,7 +54,7 @@ def run_task(task: Task, ctx: JobContext, payload: Any) -> Any:
     task_started.send(type(backend), task_result=result)
     try:
         value = _call(task, result, args, kwargs)
-    except Exception as exc:
+    except BaseException as exc:  # the worker fails the attempt for these too (SystemExit, ...)
         _failed(result, ctx, exc)
         task_finished.send(type(backend), task_result=result)  # in the except: receivers see exc_info
         raise
@@ -78,7 +78,7 @@ def _call(task: Task, result: TaskResult, args: list[Any], kwargs: dict[str, Any
     return value
 
 
-def _failed(result: TaskResult, ctx: JobContext, error: Exception) -> None:
+def _failed(result: TaskResult, ctx: JobContext, error: BaseException) -> None:
     """The attempt's error, and READY when it will be retried, else FAILED (as get_result will say)."""
     result.errors.append(
         TaskError(

@@ -226,27 +226,36 @@ def test_lease_expiry_is_an_error_and_a_release_is_no_attempt() -> None:
     assert add.get_result(result.id).worker_ids == ["worker-a", "worker-c"]
 
 
-def test_retry_policy_layers(settings) -> None:
+def test_policy_layers(settings) -> None:
     def policy(task_obj) -> tuple:
         job = Job.objects.get(id=task_obj.enqueue().id)  # never runs: its arguments do not matter
-        return job.max_attempts, job.initial_delay_ms, job.backoff
+        return job.max_attempts, job.initial_delay_ms, job.backoff, job.timeout_ms
 
     default_attempts = settings.TASKFORGE.default_max_attempts
-    assert policy(add) == (default_attempts, 50, 2.0)  # OPTIONS, then TaskForge's defaults
-    assert policy(always_fails) == (2, 10, 2.0)  # @taskforge_task beats OPTIONS
-    assert policy(flaky) == (4, 1500, 2.0)  # tests/settings.py's PER_TASK
+    assert policy(add) == (default_attempts, 50, 2.0, None)  # OPTIONS, then TaskForge's defaults
+    assert policy(always_fails) == (2, 10, 2.0, 30_000)  # @taskforge_task beats OPTIONS
+    assert policy(flaky) == (4, 1500, 2.0, None)  # tests/settings.py's PER_TASK
     # The API path (a job type that names a task) takes the same policy from the handler spec.
     spec = get_handler("tests.tasksapp.tasks.always_fails")
-    assert (spec.max_attempts, spec.initial_delay_ms, spec.queue) == (2, 10, "default")
+    assert (spec.max_attempts, spec.initial_delay_ms, spec.timeout_ms, spec.queue) == (
+        2,
+        10,
+        30_000,
+        "default",
+    )
 
     tasks_setting = dict(settings.TASKS)
     tasks_setting["default"] = {
         **tasks_setting["default"],
-        "OPTIONS": {"BACKOFF": 3.0, "PER_TASK": {"tests.tasksapp.tasks.always_fails": {"MAX_ATTEMPTS": 7}}},
+        "OPTIONS": {
+            "BACKOFF": 3.0,
+            "TIMEOUT_MS": 5_000,
+            "PER_TASK": {"tests.tasksapp.tasks.always_fails": {"MAX_ATTEMPTS": 7}},
+        },
     }
     settings.TASKS = tasks_setting
-    assert policy(always_fails) == (7, 10, 3.0)  # OPTIONS' PER_TASK beats @taskforge_task
-    assert policy(add) == (default_attempts, 1000, 3.0)
+    assert policy(always_fails) == (7, 10, 3.0, 30_000)  # OPTIONS' PER_TASK beats @taskforge_task
+    assert policy(add) == (default_attempts, 1000, 3.0, 5_000)
 
 
 def test_a_task_job_can_be_enqueued_by_type(redis_db) -> None:
@@ -316,6 +325,7 @@ class _Holder:
         (lambda: add.using(priority=2.0), "priority has the wrong type"),
         (lambda: taskforge_task(max_attempts=0)(tasks.not_a_task), "max_attempts must be between 1 and 1000"),
         (lambda: taskforge_task(jitter="yes")(tasks.not_a_task), "jitter must be a boolean"),
+        (lambda: taskforge_task(timeout_ms=0)(tasks.not_a_task), "timeout_ms must be between 1 and"),
         (lambda: taskforge_task(backend="inline")(tasks.not_a_task), "needs a TaskForge backend"),
     ],
 )

@@ -39,7 +39,7 @@ def flaky(context: TaskContext, fail_times: int) -> dict[str, object]:
     return {"attempt": context.attempt, "id": result.id, "errors": len(result.errors)}
 
 
-@taskforge_task(max_attempts=2, initial_delay_ms=10)
+@taskforge_task(max_attempts=2, initial_delay_ms=10, timeout_ms=30_000)
 def always_fails(message: str) -> None:
     raise TaskFailure(message)
 
