@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, settings
 
 from tests.conftest import api_token
 
-# Examples per operation in the fuzzing phase; the examples and coverage phases add their own.
-MAX_EXAMPLES = 25
+# Examples per operation in the fuzzing phase (a few hundred in all); schemathesis' examples and
+# coverage phases add their own cases (boundaries, missing and wrong-typed values).
+MAX_EXAMPLES = 15
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     schemathesis.checks.status_code_conformance,
@@ -40,6 +41,8 @@ schema.app = get_wsgi_application()
 
 @pytest.fixture
 def operator_token(transactional_db: None) -> str:
+    """Committed, as the app commits each request: the in-process WSGI handler closes a connection
+    left inside the test's transaction (`db`) after every request."""
     return api_token("operator")
 
 
