@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from django.db.models import Count, Q, QuerySet
@@ -101,19 +102,29 @@ def queue_counts() -> QueueCounts:
     return QueueCounts(by_queue, as_of, redis_available=True)
 
 
-def paused_queues() -> set[str]:
-    """Names of the queues workers do not claim from."""
-    return set(QueueSettings.objects.filter(paused=True).values_list("name", flat=True))
+def queue_settings_fields() -> dict[str, dict[str, Any]]:
+    """Operator settings per queue, as the API shows them (queues without settings: absent)."""
+    return {
+        row.name: {
+            "paused": row.paused,
+            "rateLimitPerSec": row.rate_limit_per_sec,
+            "concurrencyLimit": row.concurrency_limit,
+        }
+        for row in QueueSettings.objects.all()
+    }
+
+
+NO_SETTINGS = {"paused": False, "rateLimitPerSec": None, "concurrencyLimit": None}
 
 
 def queue_summaries() -> list[dict]:
     """Every queue with its job counts by state, depth (QUEUED) and whether it is paused."""
     counts = queue_counts()
-    paused = paused_queues()
+    settings_of = queue_settings_fields()
     return [
         {
             "name": name,
-            "paused": name in paused,
+            **settings_of.get(name, NO_SETTINGS),
             "depth": by_state[JobState.QUEUED],
             "counts": by_state,
             "total": sum(by_state.values()),
@@ -135,7 +146,7 @@ def _windows(now_counts: dict, hour_counts: dict, queue: str | None) -> dict[str
 def cluster_stats(*, worker_max_age_seconds: float) -> dict:
     """GET /stats: per queue and in total; cheap on any table size (indexes and Redis only)."""
     counts = queue_counts()
-    paused = paused_queues()
+    settings_of = queue_settings_fields()
     names = sorted(counts.by_queue)
     oldest = {row["queue"]: row["oldest"] for row in sql.fetch(sql.OLDEST_QUEUED, {"queues": names})}
     now = timezone.now()
@@ -164,7 +175,7 @@ def cluster_stats(*, worker_max_age_seconds: float) -> dict:
     queues = [
         {
             "name": name,
-            "paused": name in paused,
+            **settings_of.get(name, NO_SETTINGS),
             "counts": counts.by_queue[name],
             "dlq": counts.by_queue[name][JobState.DLQ],
             "oldestQueuedAgeSeconds": age([oldest.get(name)]),

@@ -29,7 +29,7 @@ from jobs.errors import (
     PayloadTooLarge,
     UnknownJobType,
 )
-from jobs.models import LIMITS, Job, QueueSettings
+from jobs.models import LIMITS, MAX_QUEUE_CONCURRENCY, MAX_RATE_PER_SEC, Job, QueueSettings
 from jobs.retry import RetryPolicy, decide_retry
 from jobs.states import JobState
 from taskforge_site import tracing
@@ -570,11 +570,66 @@ def cancel_job(job_id: str | uuid.UUID, *, actor: str | None = None, reason: str
     return act_on_job(job_id, "cancel", apply)
 
 
+_UNCHANGED: Any = object()
+
+
+def queue_limits_spec(row: QueueSettings) -> str | None:
+    """How Redis' limits hash spells a queue's limits ("rate|concurrency"), or None for none."""
+    if row.rate_limit_per_sec is None and row.concurrency_limit is None:
+        return None
+    rate = "" if row.rate_limit_per_sec is None else repr(float(row.rate_limit_per_sec))
+    concurrency = "" if row.concurrency_limit is None else str(row.concurrency_limit)
+    return f"{rate}|{concurrency}"
+
+
+def update_queue_settings(
+    name: str,
+    *,
+    paused: bool | None = None,
+    rate_limit_per_sec: float | None = _UNCHANGED,
+    concurrency_limit: int | None = _UNCHANGED,
+    actor: str | None = None,
+) -> QueueSettings:
+    """Pauses/resumes a queue or sets its cluster-wide limits; workers see it at their next pop.
+
+    A paused queue still accepts jobs. `rate_limit_per_sec` None falls back to
+    RATE_LIMIT_PER_SEC (0 means no limit); `concurrency_limit` None means no limit.
+    """
+    problems: dict[str, str] = {}
+    if not QUEUE_NAME_RE.match(name):
+        problems["queue"] = "must be 1-100 letters, digits or _.:-"
+    if rate_limit_per_sec is not _UNCHANGED and rate_limit_per_sec is not None:
+        if isinstance(rate_limit_per_sec, bool) or not 0 <= rate_limit_per_sec <= MAX_RATE_PER_SEC:
+            problems["rateLimitPerSec"] = f"must be between 0 and {MAX_RATE_PER_SEC:g}"
+    if concurrency_limit is not _UNCHANGED and concurrency_limit is not None:
+        if isinstance(concurrency_limit, bool) or not 1 <= concurrency_limit <= MAX_QUEUE_CONCURRENCY:
+            problems["concurrencyLimit"] = f"must be between 1 and {MAX_QUEUE_CONCURRENCY}"
+    if problems:
+        raise JobValidationError("Invalid queue settings.", problems)
+    with transaction.atomic():
+        row, _ = QueueSettings.objects.select_for_update().get_or_create(name=name)
+        if paused is not None:
+            row.paused = paused
+        if rate_limit_per_sec is not _UNCHANGED:
+            row.rate_limit_per_sec = rate_limit_per_sec
+        if concurrency_limit is not _UNCHANGED:
+            row.concurrency_limit = concurrency_limit
+        row.save()
+    logger.info(
+        "queue settings changed",
+        extra={
+            "queue": name,
+            "actor": actor,
+            "paused": row.paused,
+            "rate_limit_per_sec": row.rate_limit_per_sec,
+            "concurrency_limit": row.concurrency_limit,
+        },
+    )
+    spec = queue_limits_spec(row)
+    transaction.on_commit(lambda: broker.mirror_queue_quietly(name, row.paused, spec))
+    return row
+
+
 def set_queue_paused(name: str, paused: bool, *, actor: str | None = None) -> QueueSettings:
     """Pauses or resumes a queue: it still accepts jobs, but workers stop claiming from it."""
-    if not QUEUE_NAME_RE.match(name):
-        raise JobValidationError("Invalid queue name.", {"queue": ["must be 1-100 letters, digits or _.:-"]})
-    settings_row, _ = QueueSettings.objects.update_or_create(name=name, defaults={"paused": paused})
-    logger.info("queue paused" if paused else "queue resumed", extra={"queue": name, "actor": actor})
-    transaction.on_commit(lambda: broker.set_paused_quietly(name, paused))
-    return settings_row
+    return update_queue_settings(name, paused=paused, actor=actor)

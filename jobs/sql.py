@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import OperationalError, connection
+
+DEADLOCK_RETRIES = 3
 
 # Columns the worker needs to run a job; keep in sync with workers.runtime.ClaimedJob.
 _CLAIMED_COLUMNS = """id, queue, job_type, payload, attempt_count, max_attempts, initial_delay_ms,
@@ -236,9 +238,12 @@ WITH expired AS (
 SELECT {_READY_COLUMNS}, state FROM moved
 """
 
-# Operator actions below take a batch of ids and the states each action may start from; the
-# `prev` CTE locks the rows (FOR NO KEY UPDATE) so two concurrent actions on one job serialise
-# and the loser re-checks the state and matches nothing. Events carry who and why.
+# Operator actions below take a batch of ids and the states each action may start from. The
+# `prev` CTE is the guard: it locks the rows (FOR NO KEY UPDATE, in id order, so two batches
+# cannot deadlock) and Postgres re-checks its WHERE on the latest row version after waiting for
+# a lock, so of two racing writers the loser matches nothing. The UPDATE then joins on id only:
+# it must not re-test the state, because it reads rows as of the statement's start and would
+# miss a job that, say, a worker claimed while we waited. Events carry who and why.
 
 # -- requeue_jobs --
 # retry / replay: RETRYING runs now with its attempts kept; DLQ and CANCELED start afresh
@@ -246,13 +251,13 @@ SELECT {_READY_COLUMNS}, state FROM moved
 REQUEUE_JOBS = f"""
 WITH prev AS (
   SELECT id, state FROM jobs WHERE id = ANY(%(ids)s::uuid[]) AND state = ANY(%(from_states)s::text[])
-  FOR NO KEY UPDATE
+  ORDER BY id FOR NO KEY UPDATE
 ), moved AS (
   UPDATE jobs j SET state = 'QUEUED',
     attempt_count = CASE WHEN prev.state = 'RETRYING' THEN j.attempt_count ELSE 0 END,
     last_error = CASE WHEN prev.state = 'RETRYING' THEN j.last_error END,
     cancel_requested = false, queued_at = now(), finished_at = NULL, updated_at = now()
-  FROM prev WHERE j.id = prev.id AND j.state = prev.state
+  FROM prev WHERE j.id = prev.id
   RETURNING j.id, j.queue, j.priority, j.queued_at, j.attempt_count, prev.state AS from_state
 ), dead AS (
   DELETE FROM dead_letters WHERE job_id IN (SELECT id FROM moved)
@@ -273,12 +278,12 @@ WITH prev AS (
   SELECT id, state FROM jobs
   WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('PENDING', 'QUEUED', 'RETRYING', 'RUNNING')
     AND NOT cancel_requested
-  FOR NO KEY UPDATE
+  ORDER BY id FOR NO KEY UPDATE
 ), moved AS (
   UPDATE jobs j SET cancel_requested = true,
     state = CASE WHEN prev.state = 'RUNNING' THEN 'RUNNING' ELSE 'CANCELED' END,
     finished_at = CASE WHEN prev.state = 'RUNNING' THEN NULL ELSE now() END, updated_at = now()
-  FROM prev WHERE j.id = prev.id AND j.state = prev.state AND NOT j.cancel_requested
+  FROM prev WHERE j.id = prev.id
   RETURNING j.id, j.state, j.queue, j.attempt_count, prev.state AS from_state
 ), events AS (
   INSERT INTO job_events (job_id, type, at, attempt, details)
@@ -297,11 +302,11 @@ DEAD_LETTER_JOBS = f"""
 WITH prev AS (
   SELECT id, state FROM jobs
   WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('PENDING', 'QUEUED', 'RETRYING', 'RUNNING')
-  FOR NO KEY UPDATE
+  ORDER BY id FOR NO KEY UPDATE
 ), moved AS (
   UPDATE jobs j SET state = 'DLQ', finished_at = now(), updated_at = now(),
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-  FROM prev WHERE j.id = prev.id AND j.state = prev.state
+  FROM prev WHERE j.id = prev.id
   RETURNING j.id, j.state, j.queue, j.job_type, j.payload, j.attempt_count, j.last_error,
             %(reason)s::text AS reason, prev.state AS from_state
 ), events AS (
@@ -360,12 +365,22 @@ def fetch(query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     A plain psycopg cursor binds parameters server-side, so Postgres prepares each named
     statement once per connection (prepare_threshold in settings) instead of planning it on
     every call. Errors are wrapped into Django's, and it joins any atomic() block as usual.
+    Outside an atomic() block a statement that lost a deadlock is simply run again: it was
+    rolled back whole, and every statement here is safe to repeat.
     """
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(query, params)
-        if cursor.description is None:
-            return []
-        names = [col.name for col in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    retries = 0
+    while True:
+        connection.ensure_connection()
+        connection.validate_no_broken_transaction()
+        try:
+            with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(query, params)
+                if cursor.description is None:
+                    return []
+                names = [col.name for col in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        except OperationalError as exc:
+            deadlock = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+            if not deadlock or connection.in_atomic_block or retries == DEADLOCK_RETRIES:
+                raise
+            retries += 1

@@ -36,7 +36,7 @@ def _step(name: str, func: Callable[[], int | None]) -> int:
 
 def tick(retention_days: int) -> TickReport:
     """One pass over every duty. Re-sync runs first, so a flushed Redis is refilled at once."""
-    _step("paused", services.sync_paused_queues)
+    _step("queue settings", services.sync_queue_settings)
     _step("counts", services.refresh_finished_counts)
     return TickReport(
         resynced=_step("resync", services.resync_if_redis_lost),

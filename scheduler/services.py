@@ -17,6 +17,7 @@ from django.db.models import Count
 
 from jobs import sql
 from jobs.models import Job, QueueSettings
+from jobs.services import queue_limits_spec
 from jobs.states import JobState
 from taskforge_site import tracing
 from workers import broker, keys, metrics
@@ -157,9 +158,11 @@ def sweep_unpublished() -> int:
     return len(missing)
 
 
-def sync_paused_queues() -> None:
-    """Mirrors paused queues into Redis (after a flush, or a pause Redis missed)."""
-    broker.sync_paused(QueueSettings.objects.filter(paused=True).values_list("name", flat=True))
+def sync_queue_settings() -> None:
+    """Mirrors paused queues and queue limits into Redis (after a flush, or a change it missed)."""
+    rows = list(QueueSettings.objects.all())
+    limits = {row.name: spec for row in rows if (spec := queue_limits_spec(row))}
+    broker.sync_queue_settings([row.name for row in rows if row.paused], limits)
 
 
 def refresh_finished_counts() -> None:
@@ -195,6 +198,7 @@ def prune_finished_jobs(retention_days: int) -> int:
 class TickReport:
     """What one tick did."""
 
+    fired: int = 0  # jobs enqueued by periodic schedules
     promoted: int = 0
     expired: int = 0
     inflight_returned: int = 0

@@ -69,7 +69,7 @@ def claim_all(worker_id: str = "test-worker", lease_seconds: float = 30.0, count
     """Pops and claims what is ready, as a worker would (the worker's first two steps)."""
     from jobs.services import claim_jobs
 
-    ids = broker.pop_ready(broker.known_queues(), count, fair=True)
+    ids = broker.pop_ready(broker.known_queues(), count, fair=True).ids
     jobs = claim_jobs(worker_id=worker_id, ids=ids, lease_seconds=lease_seconds)
     broker.ack_inflight(ids)
     return jobs

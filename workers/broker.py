@@ -130,50 +130,113 @@ def remove_ready_quietly(jobs: Sequence[tuple[str, uuid.UUID]]) -> None:
         logger.warning("could not drop ids from redis; workers will skip them", extra={"error": str(exc)})
 
 
-# Pops up to ARGV[2] ids from the queues in KEYS[3..] into the in-flight ZSET KEYS[1] (score:
-# pop time ARGV[1]), atomically, so an id is never only in a worker's memory. Queues in the
-# paused set KEYS[2] are skipped. ARGV[3] "fair" takes one id from each queue in turn;
-# "ordered" drains queues in the order given. ARGV[4..] are ids of the previous pop that
-# Postgres has decided on: acknowledged here, saving a round trip.
+# The pop script: moves up to ARGV[2] ids from the ready queues KEYS[4..] into the in-flight
+# ZSET KEYS[1] (score: pop time), atomically, so an id is never only in a worker's memory.
+# - Queues in the paused set KEYS[2] are skipped.
+# - Limits (KEYS[3], "rate|concurrency" per queue name; ARGV[4] is the default rate) are
+#   cluster-wide: a token bucket per queue (burst = one second of tokens) and a semaphore ZSET
+#   per queue (job id -> lease expiry ms; expired entries free their slot, so a crashed worker
+#   gives its slots back). Jobs held back stay in their ready queue.
+# - ARGV[3] "fair" takes one id from each queue in turn; "ordered" drains them in order.
+# - Semaphore members are "job id|holder" (ARGV[8], the worker), so a worker freeing its slot
+#   never frees another's for the same job after a lost lease.
+# - ARGV[10+n..] acknowledge ids of an earlier pop that Postgres has decided on.
+# Returns {ids, queue index per id, {queue, "rate"|"concurrency", ...} held back, ms until the
+# next rate token, indices of concurrency-limited queues}.
 _POP_SCRIPT = """
-if #ARGV > 3 then redis.call('ZREM', KEYS[1], unpack(ARGV, 4)) end
+local now = tonumber(ARGV[1])
 local want = tonumber(ARGV[2])
-local out = {}
-local active = {}
-for i = 3, #KEYS do
-  if redis.call('SISMEMBER', KEYS[2], KEYS[i]) == 0 then active[#active + 1] = KEYS[i] end
-end
-if ARGV[3] == 'fair' then
-  while #out < want and #active > 0 do
-    local still = {}
-    for _, k in ipairs(active) do
-      if #out < want then
-        local r = redis.call('ZPOPMIN', k, 1)
-        if #r > 0 then
-          out[#out + 1] = r[1]
-          still[#still + 1] = k
-        end
+local n = tonumber(ARGV[9])
+if #ARGV > 9 + n then redis.call('ZREM', KEYS[1], unpack(ARGV, 10 + n)) end
+local queues, throttled, limited, wait_ms = {}, {}, {}, 0
+for i = 1, n do
+  local key = KEYS[3 + i]
+  if redis.call('SISMEMBER', KEYS[2], key) == 0 and redis.call('ZCARD', key) > 0 then
+    local name = ARGV[9 + i]
+    local q = {key = key, index = i, allowance = want, taken = {}}
+    local rate, conc = tonumber(ARGV[4]), 0
+    local spec = redis.call('HGET', KEYS[3], name)
+    if spec then
+      local r, c = string.match(spec, '^([^|]*)|([^|]*)$')
+      if r ~= '' then rate = tonumber(r) end
+      if c ~= '' then conc = tonumber(c) end
+    end
+    if conc > 0 then
+      q.running = ARGV[7] .. name
+      limited[#limited + 1] = i
+      redis.call('ZREMRANGEBYSCORE', q.running, '-inf', now)
+      q.allowance = math.min(q.allowance, conc - redis.call('ZCARD', q.running))
+      if q.allowance <= 0 then
+        throttled[#throttled + 1] = name
+        throttled[#throttled + 1] = 'concurrency'
       end
     end
-    active = still
-  end
-else
-  for _, k in ipairs(active) do
-    local need = want - #out
-    if need <= 0 then break end
-    local r = redis.call('ZPOPMIN', k, need)
-    for j = 1, #r, 2 do out[#out + 1] = r[j] end
+    if rate > 0 and q.allowance > 0 then
+      q.bucket, q.burst = ARGV[6] .. name, math.max(1, rate)
+      local state = redis.call('HMGET', q.bucket, 'tokens', 'ts')
+      local tokens = tonumber(state[1]) or q.burst
+      local last = tonumber(state[2]) or now
+      q.tokens = math.min(q.burst, tokens + math.max(0, now - last) * rate / 1000)
+      if q.tokens < 1 then
+        throttled[#throttled + 1] = name
+        throttled[#throttled + 1] = 'rate'
+        local w = math.ceil((1 - q.tokens) * 1000 / rate)
+        if wait_ms == 0 or w < wait_ms then wait_ms = w end
+      end
+      q.allowance = math.min(q.allowance, math.floor(q.tokens))
+    end
+    if q.allowance > 0 then queues[#queues + 1] = q end
   end
 end
-if #out > 0 then
+local ids, qidx = {}, {}
+local function take(q, k)
+  local r = redis.call('ZPOPMIN', q.key, k)
+  for j = 1, #r, 2 do
+    ids[#ids + 1] = r[j]
+    qidx[#qidx + 1] = q.index
+    q.taken[#q.taken + 1] = r[j]
+  end
+  q.allowance = q.allowance - #r / 2
+  if #r == 0 then q.allowance = 0 end
+end
+if ARGV[3] == 'fair' then
+  local more = true
+  while #ids < want and more do
+    more = false
+    for _, q in ipairs(queues) do
+      if #ids < want and q.allowance > 0 then
+        take(q, 1)
+        more = more or q.allowance > 0
+      end
+    end
+  end
+else
+  for _, q in ipairs(queues) do
+    if #ids < want then take(q, math.min(want - #ids, q.allowance)) end
+  end
+end
+for _, q in ipairs(queues) do
+  if #q.taken > 0 then
+    if q.bucket then
+      redis.call('HSET', q.bucket, 'tokens', q.tokens - #q.taken, 'ts', now)
+      redis.call('PEXPIRE', q.bucket, 60000)  -- idle for a minute: the bucket is full anyway
+    end
+    if q.running then
+      for _, id in ipairs(q.taken) do
+        redis.call('ZADD', q.running, now + tonumber(ARGV[5]), id .. '|' .. ARGV[8])
+      end
+    end
+  end
+end
+if #ids > 0 then
   local args = {}
-  for _, id in ipairs(out) do
-    args[#args + 1] = ARGV[1]
+  for _, id in ipairs(ids) do
+    args[#args + 1] = now
     args[#args + 1] = id
   end
   redis.call('ZADD', KEYS[1], unpack(args))
 end
-return out
+return {ids, qidx, throttled, wait_ms, limited}
 """
 
 # Removes and returns up to ARGV[2] in-flight ids whose pop time is at or before ARGV[1].
@@ -218,10 +281,28 @@ def _scripts() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Popped:
+    """What one pop got: ids with their queues, and what the limits held back."""
+
+    ids: list[uuid.UUID]
+    queue_of: dict[uuid.UUID, str]
+    limited: set[uuid.UUID]  # ids holding a concurrency slot of their queue
+    throttled: list[tuple[str, str]]  # (queue, "rate" | "concurrency") with jobs held back
+    wait_seconds: float  # until the next rate token, when rate limits held jobs back
+
+
 def pop_ready(
-    queues: Sequence[str], count: int, *, fair: bool, ack: Sequence[uuid.UUID] = ()
-) -> list[uuid.UUID]:
-    """Moves up to `count` ids from the ready queues to in-flight and returns them.
+    queues: Sequence[str],
+    count: int,
+    *,
+    fair: bool,
+    ack: Sequence[uuid.UUID] = (),
+    default_rate: float = 0.0,
+    lease_ms: int = 30_000,
+    holder: str = "",
+) -> Popped:
+    """Moves up to `count` ids from the ready queues to in-flight, within the queues' limits.
 
     `ack` acknowledges the ids of an earlier pop in the same round trip (see ack_inflight).
     """
@@ -229,17 +310,57 @@ def pop_ready(
         ack_inflight(ack)
         ack = ()
     if not queues or count <= 0:
-        return []
-    ids = _scripts()["pop"](
-        keys=[keys.INFLIGHT, keys.PAUSED, *(keys.queue_key(q) for q in queues)],
+        return Popped([], {}, set(), [], 0.0)
+    ids, qidx, throttled, wait_ms, limited = _scripts()["pop"](
+        keys=[keys.INFLIGHT, keys.PAUSED, keys.LIMITS, *(keys.queue_key(q) for q in queues)],
         args=[
             int(time.time() * 1000),
             min(count, MAX_SCRIPT_IDS),
             "fair" if fair else "ordered",
+            default_rate,
+            lease_ms,
+            keys.RATE_PREFIX,
+            keys.RUNNING_PREFIX,
+            holder,
+            len(queues),
+            *queues,
             *map(str, ack),
         ],
     )
-    return [uuid.UUID(i) for i in ids]
+    popped = [uuid.UUID(i) for i in ids]
+    queue_of = {job_id: queues[int(i) - 1] for job_id, i in zip(popped, qidx, strict=True)}
+    limited_queues = {queues[int(i) - 1] for i in limited}
+    return Popped(
+        ids=popped,
+        queue_of=queue_of,
+        limited={job_id for job_id, queue in queue_of.items() if queue in limited_queues},
+        throttled=list(zip(throttled[::2], throttled[1::2], strict=True)),
+        wait_seconds=int(wait_ms) / 1000,
+    )
+
+
+def release_slots(slots: Mapping[str, Iterable[uuid.UUID]], holder: str) -> None:
+    """Frees `holder`'s concurrency slots (queue -> job ids) and wakes workers waiting for one."""
+    pipe = client().pipeline(transaction=False)
+    for queue, ids in slots.items():
+        members = [f"{i}|{holder}" for i in ids]
+        if members:
+            pipe.zrem(keys.running_key(queue), *members)
+            pipe.publish(keys.WAKEUP_CHANNEL, queue)
+    if pipe:
+        pipe.execute()
+
+
+def renew_slots(slots: Mapping[str, Iterable[uuid.UUID]], holder: str, lease_ms: int) -> None:
+    """Extends `holder`'s concurrency slots like leases (XX: a slot already expired stays free)."""
+    expiry = int(time.time() * 1000) + lease_ms
+    pipe = client().pipeline(transaction=False)
+    for queue, ids in slots.items():
+        members = {f"{i}|{holder}": expiry for i in ids}
+        if members:
+            pipe.zadd(keys.running_key(queue), members, xx=True)
+    if pipe:
+        pipe.execute()
 
 
 def queues_with_backlog(queues: Sequence[str]) -> list[str]:
@@ -262,27 +383,36 @@ def ack_inflight(ids: Iterable[uuid.UUID]) -> None:
         pipe.execute()
 
 
-def set_paused_quietly(queue: str, paused: bool) -> None:
-    """Mirrors one pause/resume at once; the scheduler's sync repairs it if Redis is down."""
+def mirror_queue_quietly(queue: str, paused: bool, limits: str | None) -> None:
+    """Mirrors one queue's settings at once; the scheduler's sync repairs it if Redis is down."""
     try:
-        if paused:
-            client().sadd(keys.PAUSED, keys.queue_key(queue))
+        pipe = client().pipeline(transaction=True)
+        (pipe.sadd if paused else pipe.srem)(keys.PAUSED, keys.queue_key(queue))
+        if limits:
+            pipe.hset(keys.LIMITS, queue, limits)
         else:
-            client().srem(keys.PAUSED, keys.queue_key(queue))
+            pipe.hdel(keys.LIMITS, queue)
+        pipe.publish(keys.WAKEUP_CHANNEL, queue)  # a resumed or loosened queue may run now
+        pipe.execute()
     except redis.RedisError as exc:
-        logger.warning("could not mirror pause to redis; the scheduler will", extra={"error": str(exc)})
+        logger.warning(
+            "could not mirror queue settings to redis; the scheduler will", extra={"error": str(exc)}
+        )
 
 
-def sync_paused(paused_queues: Iterable[str]) -> None:
-    """Makes Redis' paused set exactly these queues (Postgres' queue_settings is the truth)."""
+def sync_queue_settings(paused_queues: Iterable[str], limits: Mapping[str, str]) -> None:
+    """Makes Redis' paused set and limits hash exactly these (Postgres' queue_settings rules)."""
     wanted = {keys.queue_key(q) for q in paused_queues}
     r = client()
     current = r.smembers(keys.PAUSED)
-    pipe = r.pipeline(transaction=False)
+    pipe = r.pipeline(transaction=True)
     if wanted - current:
         pipe.sadd(keys.PAUSED, *(wanted - current))
     if current - wanted:
         pipe.srem(keys.PAUSED, *(current - wanted))
+    pipe.delete(keys.LIMITS)
+    if limits:
+        pipe.hset(keys.LIMITS, mapping=dict(limits))
     pipe.execute()
 
 

@@ -7,6 +7,13 @@ Redis holds only what can be rebuilt from Postgres; a flush or restart loses no 
 - ``taskforge:queues`` SET of queue names ever published; read by workers serving every queue.
 - ``taskforge:paused`` SET of the ready-queue *keys* of paused queues; mirrors queue_settings
   (the scheduler re-syncs it every tick); the pop script skips them.
+- ``taskforge:limits`` HASH queue name -> "rate|concurrency" (either may be empty); mirrors
+  queue_settings (re-synced every tick); read by the pop script.
+- ``taskforge:rate:{name}`` HASH tokens, ts: the queue's token bucket (burst = one second of
+  tokens), shared by every worker; expires after a minute idle (it is full by then).
+- ``taskforge:running:{name}`` ZSET "job id|worker id" -> slot expiry (ms): the queue's concurrency
+  semaphore. Taken by the pop script, renewed with the lease, freed at settle; an expired
+  entry frees its slot, so a crashed worker gives its slots back.
 - ``taskforge:inflight`` ZSET job id -> pop time (ms). The pop script adds, the claim acks, the
   scheduler returns ids older than a few seconds to their queue.
 - ``taskforge:wakeup`` pub/sub channel (message: queue name); publish wakes idle workers.
@@ -34,6 +41,9 @@ PREFIX = "taskforge:"
 QUEUES = PREFIX + "queues"
 INFLIGHT = PREFIX + "inflight"
 PAUSED = PREFIX + "paused"
+LIMITS = PREFIX + "limits"
+RATE_PREFIX = PREFIX + "rate:"
+RUNNING_PREFIX = PREFIX + "running:"
 WAKEUP_CHANNEL = PREFIX + "wakeup"
 EPOCH = PREFIX + "epoch"
 WORKERS = PREFIX + "workers"
@@ -50,6 +60,16 @@ def throughput_key(minute: int) -> str:
 def queue_key(name: str) -> str:
     """The ready ZSET of one queue."""
     return f"{PREFIX}queue:{name}"
+
+
+def rate_key(name: str) -> str:
+    """One queue's token bucket."""
+    return RATE_PREFIX + name
+
+
+def running_key(name: str) -> str:
+    """One queue's concurrency semaphore."""
+    return RUNNING_PREFIX + name
 
 
 def worker_key(worker_id: str) -> str:

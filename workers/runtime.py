@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,7 @@ class WorkerOptions:
     burst: bool = False
     lease_seconds: float = 30.0
     shutdown_grace_seconds: float = 30.0
+    default_rate_per_sec: float = 0.0  # RATE_LIMIT_PER_SEC: for queues without their own limit
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
@@ -122,6 +123,7 @@ class Worker:
         # Popped, but the claim failed in flight: retried first, with the same lease token.
         self._unclaimed: tuple[list[uuid.UUID], uuid.UUID] | None = None
         self._unstarted: dict[uuid.UUID, uuid.UUID] = {}  # claimed, never started, at shutdown
+        self._slots: dict[uuid.UUID, str] = {}  # job id -> queue, for jobs holding a concurrency slot
 
     # ---- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -179,19 +181,10 @@ class Worker:
         if self._unclaimed is not None:
             (ids, token), self._unclaimed = self._unclaimed, None
         else:
-            self._wakeup.event.clear()  # before popping, so a publish during the pop is not missed
-            try:
-                ids = broker.pop_ready(
-                    self._current_queues(), free, fair=self.opt.queues is None, ack=self._unacked
-                )
-                self._unacked = []
-            except redis.RedisError as exc:
-                logger.warning("redis error while popping; will retry", extra={"error": str(exc)})
-                self._stopping.wait(RETRY_PAUSE_SECONDS)
+            ids = self._pop(free)
+            if ids is None:
                 return True
             if not ids:
-                # In burst mode only running jobs are awaited, so poll briefly instead of idling.
-                self._wakeup.event.wait(BURST_POLL_SECONDS if self.opt.burst else IDLE_POLL_SECONDS)
                 return False
         ok, jobs = _db_safe(
             "claim",
@@ -210,6 +203,8 @@ class Worker:
         # Acknowledged with the next pop; if that never comes, the scheduler drops in-flight ids
         # whose job is no longer QUEUED.
         self._unacked += ids
+        claimed = {job.id for job in jobs}
+        self._free_slots([i for i in ids if i not in claimed])  # canceled or taken meanwhile
         with self._lock:
             for job in jobs:
                 held = _Held(job, self._context(job))
@@ -218,6 +213,49 @@ class Worker:
                 self._work.put(held)
         metrics.record_claimed((job.queue, (job.started_at - job.queued_at).total_seconds()) for job in jobs)
         return True
+
+    def _pop(self, free: int) -> list[uuid.UUID] | None:
+        """Ids for up to `free` jobs within the queues' limits; [] after waiting idle; None on error."""
+        self._wakeup.event.clear()  # before popping, so a publish during the pop is not missed
+        try:
+            popped = broker.pop_ready(
+                self._current_queues(),
+                free,
+                fair=self.opt.queues is None,
+                ack=self._unacked,
+                default_rate=self.opt.default_rate_per_sec,
+                lease_ms=int(self.opt.lease_seconds * 1000),
+                holder=self.id,
+            )
+            self._unacked = []
+        except redis.RedisError as exc:
+            logger.warning("redis error while popping; will retry", extra={"error": str(exc)})
+            self._stopping.wait(RETRY_PAUSE_SECONDS)
+            return None
+        for queue_name, kind in popped.throttled:
+            metrics.count_throttled(queue_name, kind)
+        with self._lock:
+            self._slots.update((job_id, popped.queue_of[job_id]) for job_id in popped.limited)
+        if not popped.ids:
+            # Held back by a rate limit: wait for the next token. In burst mode only running
+            # jobs are awaited, so poll briefly. Otherwise idle until a wake-up.
+            idle = BURST_POLL_SECONDS if self.opt.burst else IDLE_POLL_SECONDS
+            self._wakeup.event.wait(min(popped.wait_seconds or idle, idle))
+        return popped.ids
+
+    def _free_slots(self, job_ids: Iterable[uuid.UUID]) -> None:
+        """Gives back the concurrency slots these jobs held (if their queue has a limit)."""
+        with self._lock:
+            freed: dict[str, list[uuid.UUID]] = {}
+            for job_id in job_ids:
+                queue_name = self._slots.pop(job_id, None)
+                if queue_name is not None:
+                    freed.setdefault(queue_name, []).append(job_id)
+        if freed:
+            try:
+                broker.release_slots(freed, self.id)
+            except redis.RedisError:
+                pass  # the slots expire with the lease they were renewed for
 
     def _full(self) -> bool:
         with self._lock:
@@ -270,9 +308,11 @@ class Worker:
                     self._busy -= 1
                     self._slot_free.notify()
                 continue
-            outcome = None
             try:
                 outcome = self._execute(held)
+            except BaseException as exc:  # a bug around the handler (lookup, tracing): fail, never strand
+                logger.exception("could not run the attempt", extra={"job_id": str(held.job.id)})
+                outcome = Outcome.failure(held.job, exc, permanent=False)
             finally:  # whatever the handler did, the slot is free again
                 with self._lock:
                     held.done = True
@@ -398,6 +438,7 @@ class Worker:
         with self._lock:
             for outcome in outcomes:
                 self._held.pop(outcome.job_id, None)
+        self._free_slots(o.job_id for o in outcomes)
         return True
 
     def _record_settled(self, settled: dict[uuid.UUID, str]) -> None:
@@ -454,10 +495,15 @@ class Worker:
                             self._held.pop(job_id, None)
                     elif renewed[job_id]:
                         entry.ctx.mark_cancel_requested()
+        with self._lock:
+            slots: dict[str, list[uuid.UUID]] = {}
+            for job_id, queue_name in self._slots.items():
+                slots.setdefault(queue_name, []).append(job_id)
         try:
+            broker.renew_slots(slots, self.id, int(self.opt.lease_seconds * 1000))
             broker.record_worker(self.id, self._info(busy), ttl_seconds=self.opt.lease_seconds)
         except redis.RedisError:
-            pass  # only the worker list is stale; jobs are unaffected
+            pass  # slots and the worker entry expire late or early; jobs are unaffected
 
     def _info(self, busy: int) -> dict[str, Any]:
         return {
@@ -480,6 +526,7 @@ class Worker:
                 if entry is not None:
                     entry.ctx.mark_lease_lost()
             self._unstarted.clear()
+        self._free_slots(jobs)
         if jobs:
             ok, released = _db_safe("release", lambda: release_jobs(worker_id=self.id, held=jobs))
             logger.info("released jobs", extra={"worker_id": self.id, "released": released if ok else 0})

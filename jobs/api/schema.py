@@ -58,11 +58,24 @@ class StateCountsSerializer(serializers.Serializer):
         return {state: serializers.IntegerField(min_value=0) for state in JobState.values}
 
 
-class QueueSummarySerializer(serializers.Serializer):
-    """One queue: its jobs by state."""
+class QueueSettingsFieldsSerializer(serializers.Serializer):
+    """A queue's operator settings."""
+
+    paused = serializers.BooleanField(help_text="Workers claim nothing from a paused queue.")
+    rateLimitPerSec = serializers.FloatField(
+        allow_null=True,
+        help_text="Cluster-wide job starts per second (burst: one second's worth); 0: no limit; "
+        "null: RATE_LIMIT_PER_SEC applies.",
+    )
+    concurrencyLimit = serializers.IntegerField(
+        allow_null=True, help_text="Cluster-wide cap on this queue's running jobs; null: no limit."
+    )
+
+
+class QueueSummarySerializer(QueueSettingsFieldsSerializer):
+    """One queue: its settings and its jobs by state."""
 
     name = serializers.CharField()
-    paused = serializers.BooleanField(help_text="Workers claim nothing from a paused queue.")
     depth = serializers.IntegerField(help_text="QUEUED jobs: ready, waiting for a worker.")
     counts = StateCountsSerializer()
     total = serializers.IntegerField(help_text="Jobs in every state.")
@@ -75,11 +88,10 @@ class QueueListSerializer(serializers.Serializer):
     items = QueueSummarySerializer(many=True)
 
 
-class QueuePausedSerializer(serializers.Serializer):
-    """Response of POST /queues/{id}/pause and /resume."""
+class QueueSettingsSerializer(QueueSettingsFieldsSerializer):
+    """Response of PATCH /queues/{id}, POST /queues/{id}/pause and /resume."""
 
     name = serializers.CharField()
-    paused = serializers.BooleanField(help_text="Workers claim nothing from a paused queue.")
 
 
 class WindowSerializer(serializers.Serializer):
@@ -106,11 +118,10 @@ class StatsTotalSerializer(serializers.Serializer):
     failed = WindowSerializer(help_text="Failed attempts.")
 
 
-class StatsQueueSerializer(StatsTotalSerializer):
+class StatsQueueSerializer(StatsTotalSerializer, QueueSettingsFieldsSerializer):
     """Figures of one queue."""
 
     name = serializers.CharField()
-    paused = serializers.BooleanField(help_text="Workers claim nothing from a paused queue.")
 
 
 class StatsWorkerSerializer(serializers.Serializer):
@@ -179,7 +190,7 @@ QUEUE_NAME = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The
 def queue_switch(summary: str) -> Any:
     """@extend_schema of POST /queues/{id}/pause and /resume."""
     return extend_schema(
-        summary=summary, request=None, parameters=[QUEUE_NAME], responses=QueuePausedSerializer
+        summary=summary, request=None, parameters=[QUEUE_NAME], responses=QueueSettingsSerializer
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
-from jobs.models import LIMITS, Job, JobEvent
+from jobs.models import LIMITS, MAX_QUEUE_CONCURRENCY, MAX_RATE_PER_SEC, Job, JobEvent
 from jobs.services import JobSpec, storable_text
 
 MAX_BATCH = 1000
@@ -171,6 +171,25 @@ class ActionSerializer(StrictSerializer):
     """Optional body of an operator action; the reason lands in the job's event history."""
 
     reason = StrictCharField(required=False, max_length=500)
+
+
+class QueueSettingsUpdateSerializer(StrictSerializer):
+    """Body of PATCH /queues/{id}: only the fields given change; null clears a limit."""
+
+    rateLimitPerSec = StrictFloatField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_RATE_PER_SEC,
+        help_text="Job starts per second across the cluster; 0: no limit; null: RATE_LIMIT_PER_SEC.",
+    )
+    concurrencyLimit = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_QUEUE_CONCURRENCY,
+        help_text="Running jobs of this queue across the cluster; null: no limit.",
+    )
 
 
 class JobBatchSerializer(StrictSerializer):

@@ -26,6 +26,7 @@ from jobs.api.serializers import (
     JobCreateSerializer,
     JobEventSerializer,
     JobSerializer,
+    QueueSettingsUpdateSerializer,
 )
 from jobs.errors import DependencyNotReady, JobValidationError
 from jobs.selectors import JobFilter
@@ -243,17 +244,51 @@ class QueueViewSet(viewsets.ViewSet):
     def jobs(self, request: Request, pk: str) -> Response:
         return _page(request, JobFilter(state=_state_param(request), queue=pk))
 
+    @extend_schema(
+        summary="One queue: its settings and its jobs by state",
+        parameters=[schema.QUEUE_NAME],
+        responses=schema.QueueSummarySerializer,
+    )
+    def retrieve(self, request: Request, pk: str) -> Response:
+        summary = next((q for q in selectors.queue_summaries() if q["name"] == pk), None)
+        if summary is None:
+            raise NotFound("No such queue.")
+        return Response(summary)
+
+    @extend_schema(
+        summary="Set a queue's cluster-wide rate and concurrency limits",
+        request=QueueSettingsUpdateSerializer,
+        parameters=[schema.QUEUE_NAME],
+        responses=schema.QueueSettingsSerializer,
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        body = validated(QueueSettingsUpdateSerializer, request.data)
+        changes = {name: body[key] for key, name in _LIMIT_FIELDS.items() if key in body}
+        return _queue_settings(services.update_queue_settings(pk, actor=actor_of(request), **changes))
+
     @schema.queue_switch("Pause a queue: it accepts jobs, workers claim none")
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str) -> Response:
-        row = services.set_queue_paused(pk, True, actor=actor_of(request))
-        return Response({"name": row.name, "paused": row.paused})
+        return _queue_settings(services.set_queue_paused(pk, True, actor=actor_of(request)))
 
     @schema.queue_switch("Resume a paused queue")
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str) -> Response:
-        row = services.set_queue_paused(pk, False, actor=actor_of(request))
-        return Response({"name": row.name, "paused": row.paused})
+        return _queue_settings(services.set_queue_paused(pk, False, actor=actor_of(request)))
+
+
+_LIMIT_FIELDS = {"rateLimitPerSec": "rate_limit_per_sec", "concurrencyLimit": "concurrency_limit"}
+
+
+def _queue_settings(row: Any) -> Response:
+    return Response(
+        {
+            "name": row.name,
+            "paused": row.paused,
+            "rateLimitPerSec": row.rate_limit_per_sec,
+            "concurrencyLimit": row.concurrency_limit,
+        }
+    )
 
 
 class StatsView(APIView):

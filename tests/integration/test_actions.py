@@ -177,23 +177,29 @@ def test_bulk_replay_by_ids_and_by_filter_is_safe_to_repeat(api) -> None:
 def test_pause_stops_claims_and_resume_restarts_them(api) -> None:
     job = job_in(S.QUEUED)
     response = api.post(f"/queues/{job.queue}/pause")
-    assert response.status_code == 200 and response.json() == {"name": job.queue, "paused": True}
+    assert response.status_code == 200
+    assert response.json() == {
+        "name": job.queue,
+        "paused": True,
+        "rateLimitPerSec": None,
+        "concurrencyLimit": None,
+    }
     assert {q["name"]: q["paused"] for q in api.get("/queues").json()["items"]}[job.queue] is True
     assert enqueue_job("taskforge.noop").job.state == S.QUEUED  # still accepts jobs
-    assert broker.pop_ready([job.queue], 10, fair=False) == []
+    assert broker.pop_ready([job.queue], 10, fair=False).ids == []
     assert api.post(f"/queues/{job.queue}/resume").json()["paused"] is False
-    assert len(broker.pop_ready([job.queue], 10, fair=False)) == 2
+    assert len(broker.pop_ready([job.queue], 10, fair=False).ids) == 2
 
 
 def test_pause_survives_a_redis_flush(api, redis_db) -> None:
-    from scheduler.services import sync_paused_queues
+    from scheduler.services import sync_queue_settings
 
     job = job_in(S.QUEUED)
     api.post(f"/queues/{job.queue}/pause")
     redis_db.flushdb()
     broker.publish([broker.ReadyJob(job.id, job.queue, job.priority, job.queued_at)])
-    sync_paused_queues()
-    assert broker.pop_ready([job.queue], 10, fair=False) == []
+    sync_queue_settings()
+    assert broker.pop_ready([job.queue], 10, fair=False).ids == []
 
 
 def test_stats_counts_throughput_workers_and_oldest(api, redis_db) -> None:

@@ -363,7 +363,7 @@ def test_batch_body_over_the_upload_limit_is_413(api) -> None:
         ("get", "/nope"),
         ("post", "/nope"),
         ("get", "/jobs/x/y/z"),
-        ("get", "/queues/x"),
+        ("get", "/queues/x/nope"),
         ("get", "/api/nothing"),
     ],
 )

@@ -66,11 +66,11 @@ def test_flushed_redis_is_resynced_from_postgres(redis_db) -> None:
 
 def test_stale_inflight_ids_go_back_to_their_queue(redis_db) -> None:
     job = enqueue_job("taskforge.noop").job
-    assert broker.pop_ready(["jobs:ready"], 10, fair=False) == [job.id]  # then the worker "dies"
+    assert broker.pop_ready(["jobs:ready"], 10, fair=False).ids == [job.id]  # then the worker "dies"
     redis_db.zadd(keys.INFLIGHT, {str(job.id): 0})  # popped long ago
     assert services.return_stale_inflight() == 1
     assert redis_db.zscore(keys.INFLIGHT, str(job.id)) is None
-    assert broker.pop_ready(["jobs:ready"], 10, fair=False) == [job.id]
+    assert broker.pop_ready(["jobs:ready"], 10, fair=False).ids == [job.id]
 
 
 def test_sweep_republishes_a_job_whose_publish_was_lost(redis_db) -> None:
@@ -101,10 +101,10 @@ def test_pruning_deletes_old_finished_jobs_with_their_events() -> None:
 def test_fair_pops_take_turns_between_queues() -> None:
     enqueue_jobs([JobSpec("taskforge.noop", queue="a") for _ in range(10)])
     enqueue_jobs([JobSpec("taskforge.noop", queue="b") for _ in range(10)])
-    popped = broker.pop_ready(["a", "b"], 6, fair=True)
+    popped = broker.pop_ready(["a", "b"], 6, fair=True).ids
     queues = list(Job.objects.filter(id__in=popped).values_list("queue", flat=True))
     assert sorted(queues) == ["a", "a", "a", "b", "b", "b"]
-    ordered = broker.pop_ready(["a", "b"], 6, fair=False)
+    ordered = broker.pop_ready(["a", "b"], 6, fair=False).ids
     assert set(Job.objects.filter(id__in=ordered).values_list("queue", flat=True)) == {"a"}
 
 
@@ -119,4 +119,4 @@ def test_a_job_enqueued_while_redis_is_down_runs_after_it_returns(redis_db, monk
     assert redis_db.zscore(keys.queue_key("jobs:ready"), str(job.id)) is None
     Job.objects.filter(id=job.id).update(queued_at=timezone.now() - timedelta(minutes=1))
     assert services.sweep_unpublished() == 1
-    assert broker.pop_ready(["jobs:ready"], 10, fair=False) == [job.id]
+    assert broker.pop_ready(["jobs:ready"], 10, fair=False).ids == [job.id]

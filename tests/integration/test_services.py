@@ -197,4 +197,4 @@ def test_ready_queue_orders_by_priority_then_age() -> None:
     high = enqueue_job("taskforge.noop", priority=50).job
     from workers import broker
 
-    assert broker.pop_ready(["jobs:ready"], 10, fair=False) == [high.id, old.id, new.id, low.id]
+    assert broker.pop_ready(["jobs:ready"], 10, fair=False).ids == [high.id, old.id, new.id, low.id]

@@ -29,7 +29,7 @@ def test_a_claim_retried_after_a_lost_reply_takes_its_jobs_back() -> None:
 def test_settle_isolates_an_outcome_postgres_refuses() -> None:
     enqueue_jobs([JobSpec("taskforge.noop"), JobSpec("taskforge.noop")])
     good, bad = claim_jobs(
-        worker_id="w", ids=broker.pop_ready(["jobs:ready"], 10, fair=False), lease_seconds=30
+        worker_id="w", ids=broker.pop_ready(["jobs:ready"], 10, fair=False).ids, lease_seconds=30
     )
     poisoned = Outcome(bad.id, bad.lease_token, JobState.SUCCEEDED, result="{not json")
     worker = Worker(WorkerOptions(worker_id="w"))
@@ -43,7 +43,7 @@ def test_pops_and_acks_stay_under_luas_unpack_limit(redis_db) -> None:
     enqueue_jobs([JobSpec("taskforge.noop") for _ in range(500)])
     many = [uuid.uuid4() for _ in range(9000)]
     redis_db.zadd(keys.INFLIGHT, {str(i): 1 for i in many})
-    popped = broker.pop_ready(["jobs:ready"], 5000, fair=False, ack=many)
+    popped = broker.pop_ready(["jobs:ready"], 5000, fair=False, ack=many).ids
     assert len(popped) == broker.MAX_SCRIPT_IDS == 1000  # capped: nothing lost in between
     assert redis_db.zcard(keys.queue_key("jobs:ready")) == 500
     assert redis_db.zcard(keys.INFLIGHT) == 1000  # the 9,000 acked, the 1,000 popped recorded

@@ -44,6 +44,7 @@ class Command(BaseCommand):
                 burst=options["burst"],
                 lease_seconds=cfg.lease_seconds,
                 shutdown_grace_seconds=cfg.shutdown_grace_seconds,
+                default_rate_per_sec=cfg.rate_limit_per_sec,
             )
         )
         if cfg.tracing_enabled:
