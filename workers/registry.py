@@ -62,6 +62,11 @@ def handler(
     return register
 
 
+def job_type_of(func: HandlerFunc) -> str | None:
+    """The job type `func` is registered as, if any (for @periodic, which decorates handlers)."""
+    return next((spec.name for spec in _registry.values() if spec.func is func), None)
+
+
 def get_handler(name: str) -> HandlerSpec | None:
     """The handler registered for a job type, else the django.tasks task it safely names, if any."""
     spec = _registry.get(name)
