@@ -10,7 +10,7 @@ from collections.abc import Callable
 import redis
 from django.db import DatabaseError, connection
 
-from scheduler import services
+from scheduler import schedules, services
 from scheduler.services import TickReport
 from workers import metrics
 
@@ -34,12 +34,14 @@ def _step(name: str, func: Callable[[], int | None]) -> int:
     return 0
 
 
-def tick(retention_days: int) -> TickReport:
+def tick(retention_days: int, misfire_grace_seconds: float = schedules.MISFIRE_GRACE_SECONDS) -> TickReport:
     """One pass over every duty. Re-sync runs first, so a flushed Redis is refilled at once."""
     _step("queue settings", services.sync_queue_settings)
     _step("counts", services.refresh_finished_counts)
+    _step("declared schedules", schedules.sync_declarations_once)
     return TickReport(
         resynced=_step("resync", services.resync_if_redis_lost),
+        fired=_step("schedules", lambda: schedules.fire_due_schedules(grace_seconds=misfire_grace_seconds)),
         promoted=_step("promote", services.promote_due_jobs),
         expired=_step("expire", services.expire_leases),
         inflight_returned=_step("inflight", services.return_stale_inflight),
@@ -55,7 +57,7 @@ def run_scheduler(*, tick_seconds: float, retention_days: int, stop: threading.E
     flusher.start()
     while not stop.is_set():
         started = time.monotonic()
-        report = tick(retention_days)
+        report = tick(retention_days, schedules.misfire_grace_seconds(tick_seconds))
         if report.any():
             logger.info("tick", extra=vars(report))
         stop.wait(max(tick_seconds - (time.monotonic() - started), 0))
