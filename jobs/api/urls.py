@@ -3,6 +3,7 @@ from rest_framework.routers import SimpleRouter
 
 from dlq.api.views import DeadLetterViewSet
 from jobs.api.views import HealthView, JobViewSet, QueueViewSet, ReadyView, StatsView
+from scheduler.api.views import ScheduleViewSet
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -17,6 +18,7 @@ router = OptionalSlashRouter()
 router.register("jobs", JobViewSet, basename="jobs")
 router.register("queues", QueueViewSet, basename="queues")
 router.register("dlq", DeadLetterViewSet, basename="dlq")
+router.register("schedules", ScheduleViewSet, basename="schedules")
 
 urlpatterns = [
     path("healthz", HealthView.as_view(), name="healthz"),
