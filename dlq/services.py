@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from django.db import transaction
+
 from dlq.models import DeadLetter
 from jobs import sql
-from jobs.models import Job
+from jobs.models import AuditEntry, Job
 from jobs.services import act_on_job, requeue_jobs
 from jobs.states import JobState
 
@@ -41,6 +43,39 @@ def replay_dead_letters(*, ids: Sequence[uuid.UUID], actor: str | None = None) -
 def replay_dead_letter(job_id: str | uuid.UUID, *, actor: str | None = None) -> Job:
     """Replays one dead-lettered job; 409 unless it is in the DLQ."""
     return act_on_job(job_id, "replay", lambda ids: replay_dead_letters(ids=ids, actor=actor))
+
+
+def delete_dead_letters(
+    *, ids: Sequence[uuid.UUID], actor: str | None = None, reason: str | None = None
+) -> list[uuid.UUID]:
+    """Deletes dead-lettered jobs for good (job, events, dead letter); jobs elsewhere are kept.
+
+    The rows are locked first, so a concurrent replay either wins (the job is kept) or waits
+    and finds nothing. The job's events go with it, so its audit entries are the only trace.
+    """
+    if not ids:
+        return []
+    with transaction.atomic():
+        doomed = list(
+            Job.objects.select_for_update()
+            .filter(id__in=ids, state=JobState.DLQ)
+            .order_by("id")
+            .values_list("id", "queue", "job_type")
+        )
+        deleted = [job_id for job_id, _, _ in doomed]
+        Job.objects.filter(id__in=deleted).delete()  # cascades to its events and dead letter
+        AuditEntry.objects.bulk_create(
+            AuditEntry(
+                actor=actor,
+                action="delete",
+                target_type="job",
+                target_id=str(job_id),
+                reason=reason,
+                details={"queue": queue, "jobType": job_type},
+            )
+            for job_id, queue, job_type in doomed
+        )
+    return deleted
 
 
 def replay_matching(

@@ -197,3 +197,31 @@ class QueueSettings(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}{' (paused)' if self.paused else ''}"
+
+
+class AuditEntry(models.Model):
+    """Who did what to which job or queue, when and why: one row per target of an operator action.
+
+    Written in the same transaction as the change (job actions in their jobs/sql.py statement,
+    queue settings and DLQ deletes in their service), so the trail never misses or invents one.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(db_default=Now())
+    actor = models.CharField(max_length=150, null=True, blank=True)  # None: API auth off
+    action = models.CharField(max_length=32)
+    target_type = models.CharField(max_length=16)  # "job" or "queue"
+    target_id = models.CharField(max_length=100)
+    reason = models.TextField(null=True, blank=True)
+    details = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "audit_entries"
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["target_type", "target_id", "id"], name="audit_entries_target_idx"),
+            models.Index(fields=["at"], name="audit_entries_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor or 'anonymous'} {self.action} {self.target_type} {self.target_id}"

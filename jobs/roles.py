@@ -18,8 +18,20 @@ if TYPE_CHECKING:
 READ_PERMISSION = "jobs.view_job"
 ACT_PERMISSION = "jobs.change_job"
 
-_VIEW = ("jobs.view_job", "jobs.view_jobevent", "jobs.view_queuesettings", "dlq.view_deadletter")
-_ACT = ("jobs.add_job", "jobs.change_job", "jobs.change_queuesettings", "dlq.change_deadletter")
+_VIEW = (
+    "jobs.view_job",
+    "jobs.view_jobevent",
+    "jobs.view_queuesettings",
+    "jobs.view_auditentry",
+    "dlq.view_deadletter",
+)
+_ACT = (
+    "jobs.add_job",
+    "jobs.change_job",
+    "jobs.change_queuesettings",
+    "dlq.change_deadletter",
+    "dlq.delete_deadletter",
+)
 
 # role name (as `createapitoken --role` takes it) -> (group name, "app_label.codename" permissions)
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -35,7 +47,10 @@ def _permission(apps: Apps, dotted: str) -> Any:
     permission_model = apps.get_model("auth", "Permission")
     app_label, codename = dotted.split(".")
     action, model_name = codename.split("_", 1)
-    verbose_name = apps.get_model(app_label, model_name)._meta.verbose_name
+    try:
+        verbose_name = apps.get_model(app_label, model_name)._meta.verbose_name
+    except LookupError:  # an earlier data migration: the migration adding the model grants it
+        return None
     content_type, _ = content_type_model.objects.get_or_create(app_label=app_label, model=model_name)
     permission, _ = permission_model.objects.get_or_create(
         content_type=content_type, codename=codename, defaults={"name": f"Can {action} {verbose_name}"}
@@ -51,7 +66,8 @@ def sync_role_groups(apps: Apps = installed_apps) -> dict[str, Any]:
     with transaction.atomic():
         for role, (group_name, permissions) in ROLES.items():
             group, _ = group_model.objects.get_or_create(name=group_name)
-            group.permissions.add(*(_permission(apps, p) for p in permissions))
+            granted = (_permission(apps, p) for p in permissions)
+            group.permissions.add(*(p for p in granted if p is not None))
             groups[role] = group
     return groups
 

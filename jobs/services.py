@@ -29,7 +29,7 @@ from jobs.errors import (
     PayloadTooLarge,
     UnknownJobType,
 )
-from jobs.models import LIMITS, MAX_QUEUE_CONCURRENCY, MAX_RATE_PER_SEC, Job, QueueSettings
+from jobs.models import LIMITS, MAX_QUEUE_CONCURRENCY, MAX_RATE_PER_SEC, AuditEntry, Job, QueueSettings
 from jobs.retry import RetryPolicy, decide_retry
 from jobs.states import JobState
 from taskforge_site import tracing
@@ -589,11 +589,13 @@ def update_queue_settings(
     rate_limit_per_sec: float | None = _UNCHANGED,
     concurrency_limit: int | None = _UNCHANGED,
     actor: str | None = None,
+    reason: str | None = None,
 ) -> QueueSettings:
     """Pauses/resumes a queue or sets its cluster-wide limits; workers see it at their next pop.
 
     A paused queue still accepts jobs. `rate_limit_per_sec` None falls back to
-    RATE_LIMIT_PER_SEC (0 means no limit); `concurrency_limit` None means no limit.
+    RATE_LIMIT_PER_SEC (0 means no limit); `concurrency_limit` None means no limit. The change
+    and its audit entry commit together.
     """
     problems: dict[str, str] = {}
     if not QUEUE_NAME_RE.match(name):
@@ -615,6 +617,19 @@ def update_queue_settings(
         if concurrency_limit is not _UNCHANGED:
             row.concurrency_limit = concurrency_limit
         row.save()
+        only_pause = paused is not None and rate_limit_per_sec is concurrency_limit is _UNCHANGED
+        AuditEntry.objects.create(
+            actor=actor,
+            action=("pause" if paused else "resume") if only_pause else "update-settings",
+            target_type="queue",
+            target_id=name,
+            reason=reason,
+            details={
+                "paused": row.paused,
+                "rateLimitPerSec": row.rate_limit_per_sec,
+                "concurrencyLimit": row.concurrency_limit,
+            },
+        )
     logger.info(
         "queue settings changed",
         extra={
@@ -630,6 +645,8 @@ def update_queue_settings(
     return row
 
 
-def set_queue_paused(name: str, paused: bool, *, actor: str | None = None) -> QueueSettings:
+def set_queue_paused(
+    name: str, paused: bool, *, actor: str | None = None, reason: str | None = None
+) -> QueueSettings:
     """Pauses or resumes a queue: it still accepts jobs, but workers stop claiming from it."""
-    return update_queue_settings(name, paused=paused, actor=actor)
+    return update_queue_settings(name, paused=paused, actor=actor, reason=reason)

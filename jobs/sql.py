@@ -243,7 +243,19 @@ SELECT {_READY_COLUMNS}, state FROM moved
 # cannot deadlock) and Postgres re-checks its WHERE on the latest row version after waiting for
 # a lock, so of two racing writers the loser matches nothing. The UPDATE then joins on id only:
 # it must not re-test the state, because it reads rows as of the statement's start and would
-# miss a job that, say, a worker claimed while we waited. Events carry who and why.
+# miss a job that, say, a worker claimed while we waited. Events carry who and why, and each
+# moved job gets an audit_entries row in the same statement (the ops UI's audit trail).
+
+
+def _audit(action: str, reason: str) -> str:
+    """The CTE recording one audit entry per row of `moved` (SQL expressions for action and reason)."""
+    return f"""audit AS (
+  INSERT INTO audit_entries (at, actor, action, target_type, target_id, reason, details)
+  SELECT now(), %(actor)s::text, {action}, 'job', id::text, {reason},
+         jsonb_build_object('from', from_state, 'queue', queue)
+  FROM moved
+)"""
+
 
 # -- requeue_jobs --
 # retry / replay: RETRYING runs now with its attempts kept; DLQ and CANCELED start afresh
@@ -266,14 +278,14 @@ WITH prev AS (
   SELECT id, %(event)s, now(), attempt_count, jsonb_strip_nulls(jsonb_build_object(
     'from', from_state, 'actor', %(actor)s::text, 'reason', %(reason)s::text))
   FROM moved
-)
+), {_audit("CASE %(event)s WHEN 'replayed' THEN 'replay' ELSE 'retry' END", "%(reason)s::text")}
 SELECT {_READY_COLUMNS} FROM moved
 """
 
 # -- cancel_jobs --
 # PENDING/QUEUED/RETRYING end CANCELED at once; a RUNNING job gets cancel_requested (its
 # worker sees it at the next heartbeat; the settle or the lease expiry then ends it CANCELED).
-CANCEL_JOBS = """
+CANCEL_JOBS = f"""
 WITH prev AS (
   SELECT id, state FROM jobs
   WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('PENDING', 'QUEUED', 'RETRYING', 'RUNNING')
@@ -291,7 +303,7 @@ WITH prev AS (
          attempt_count, jsonb_strip_nulls(jsonb_build_object(
            'from', from_state, 'actor', %(actor)s::text, 'reason', %(reason)s::text))
   FROM moved
-)
+), {_audit("'cancel'", "%(reason)s::text")}
 SELECT id, state, queue FROM moved
 """
 
@@ -314,7 +326,7 @@ WITH prev AS (
   SELECT id, 'dead_lettered', now(), attempt_count, jsonb_strip_nulls(jsonb_build_object(
     'from', from_state, 'actor', %(actor)s::text, 'reason', reason))
   FROM moved
-), dead AS ({_DEAD_LETTER_UPSERT})
+), {_audit("'dead-letter'", "reason")}, dead AS ({_DEAD_LETTER_UPSERT})
 SELECT id, state, queue FROM moved
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from scheduler.declarations import periodic
 from workers import broker
 from workers.context import JobContext
 from workers.registry import handler
@@ -58,3 +59,11 @@ def flaky(ctx: JobContext, payload: Any) -> str:
     if not JobEvent.objects.filter(job_id=ctx.job_id, type="replayed").exists():
         raise RuntimeError("fails until replayed")
     return "ok"
+
+
+@periodic("0 0 1 1 *", name="tests.new-year", payload={"declared": True}, misfire="skip")
+@handler("tests.declared")
+def declared(ctx: JobContext, payload: Any) -> Any:
+    """A handler with a periodic schedule declared in code; it ticks once a year, so only
+    "run now" makes it run within a test."""
+    return payload

@@ -489,17 +489,30 @@ def forget_worker(worker_id: str) -> None:
     pipe.execute()
 
 
-def throughput(minutes: int) -> dict[tuple[str, str], int]:
-    """(queue, outcome) -> count over the last `minutes` minutes, the current one included."""
+def throughput_by_minute(minutes: int) -> list[tuple[int, dict[tuple[str, str], int]]]:
+    """(minute since the epoch, (queue, outcome) -> count) for the last `minutes` minutes, oldest
+    first, the current one included."""
     now = int(time.time() // 60)
+    span = range(now - minutes + 1, now + 1)
     pipe = client().pipeline(transaction=False)
-    for minute in range(now - minutes + 1, now + 1):
+    for minute in span:
         pipe.hgetall(keys.throughput_key(minute))
-    totals: dict[tuple[str, str], int] = {}
-    for bucket in pipe.execute():
+    series = []
+    for minute, bucket in zip(span, pipe.execute(), strict=True):
+        counts: dict[tuple[str, str], int] = {}
         for field, n in bucket.items():
             queue, _, outcome = field.rpartition("|")
-            totals[(queue, outcome)] = totals.get((queue, outcome), 0) + int(n)
+            counts[(queue, outcome)] = int(n)
+        series.append((minute, counts))
+    return series
+
+
+def throughput(minutes: int) -> dict[tuple[str, str], int]:
+    """(queue, outcome) -> count over the last `minutes` minutes, the current one included."""
+    totals: dict[tuple[str, str], int] = {}
+    for _, counts in throughput_by_minute(minutes):
+        for key, n in counts.items():
+            totals[key] = totals.get(key, 0) + n
     return totals
 
 
@@ -526,15 +539,18 @@ def finished_counts() -> tuple[dict[tuple[str, str], int], float | None]:
 
 
 def online_workers(max_age_seconds: float) -> list[dict[str, str]]:
-    """Workers whose heartbeat is younger than `max_age_seconds`, with their info."""
+    """Workers whose heartbeat is younger than `max_age_seconds`, with their info and the time
+    of that heartbeat (`last_seen`, epoch seconds)."""
     r = client()
-    ids = r.zrangebyscore(keys.WORKERS, time.time() - max_age_seconds, "+inf")
-    if not ids:
+    seen = r.zrangebyscore(keys.WORKERS, time.time() - max_age_seconds, "+inf", withscores=True)
+    if not seen:
         return []
     pipe = r.pipeline(transaction=False)
-    for worker_id in ids:
+    for worker_id, _ in seen:
         pipe.hgetall(keys.worker_key(worker_id))
-    return [info for info in pipe.execute() if info]
+    return [
+        {**info, "last_seen": str(at)} for (_, at), info in zip(seen, pipe.execute(), strict=True) if info
+    ]
 
 
 class Wakeup:
