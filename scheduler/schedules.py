@@ -62,9 +62,10 @@ def tick_key(name: str, fire_time: datetime) -> str:
 
 
 def _db_now() -> datetime:
-    """The one clock every process agrees on (docs/conventions.md)."""
+    """The one clock every process agrees on (docs/conventions.md); the statement's time, as
+    Django's Now() writes it, not the start of a transaction that may have waited for a lock."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT now()")
+        cursor.execute("SELECT statement_timestamp()")
         return cursor.fetchone()[0]
 
 

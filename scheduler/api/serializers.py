@@ -11,10 +11,7 @@ from jobs.api.serializers import (
     StrictIntegerField,
     StrictSerializer,
 )
-from jobs.models import LIMITS
 from scheduler.models import (
-    MAX_CATCH_UP,
-    MAX_JITTER_MS,
     NAME_HELP,
     QUEUE_HELP,
     MisfirePolicy,
@@ -66,6 +63,13 @@ class ScheduleSerializer(CamelModelSerializer):
         read_only_fields = fields
 
 
+def _optional_int(name: str, source: str) -> serializers.Field:
+    """An optional integer field `name` with the range of its model field `source`."""
+    renamed = {"source": source} if source != name else {}
+    validators = PeriodicSchedule._meta.get_field(source).validators
+    return StrictIntegerField(required=False, validators=validators, help_text=SCHEDULE_HELP[name], **renamed)
+
+
 class ScheduleWriteSerializer(StrictSerializer):
     """Body of POST /schedules; PATCH takes any subset. Fields map to the model by `source`."""
 
@@ -83,12 +87,7 @@ class ScheduleWriteSerializer(StrictSerializer):
         validators=[validate_queue],
         help_text=SCHEDULE_HELP["queue"],
     )
-    priority = StrictIntegerField(
-        required=False,
-        min_value=LIMITS["priority"][0],
-        max_value=LIMITS["priority"][1],
-        help_text=SCHEDULE_HELP["priority"],
-    )
+    priority = _optional_int("priority", "priority")
     enabled = StrictBooleanField(required=False, help_text=SCHEDULE_HELP["enabled"])
     misfirePolicy = serializers.ChoiceField(
         MisfirePolicy.choices,
@@ -96,20 +95,8 @@ class ScheduleWriteSerializer(StrictSerializer):
         required=False,
         help_text=SCHEDULE_HELP["misfirePolicy"],
     )
-    catchUpLimit = StrictIntegerField(
-        source="catch_up_limit",
-        required=False,
-        min_value=1,
-        max_value=MAX_CATCH_UP,
-        help_text=SCHEDULE_HELP["catchUpLimit"],
-    )
-    jitter = StrictIntegerField(
-        source="jitter_ms",
-        required=False,
-        min_value=0,
-        max_value=MAX_JITTER_MS,
-        help_text=SCHEDULE_HELP["jitter"],
-    )
+    catchUpLimit = _optional_int("catchUpLimit", "catch_up_limit")
+    jitter = _optional_int("jitter", "jitter_ms")
 
     @classmethod
     def api_names(cls) -> dict[str, str]:
