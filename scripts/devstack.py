@@ -56,7 +56,8 @@ if not User.objects.filter(username="admin").exists():
 USAGE = """usage: ./dev <command> [args...]
 
   up                 start TaskForge (API, scheduler, worker) in the foreground; Ctrl-C stops it
-  test [pytest args] run the test suite, e.g. ./dev test -q -x tests/unit
+  test [pytest args] run the test suite (2 processes, then the chaos tests alone);
+                     with arguments, exactly those, e.g. ./dev test -q -x tests/unit
   manage <args>      run manage.py against the same Postgres and Redis, e.g. ./dev manage shell
   setup              only create or refresh .venv
   help               show this help
@@ -486,6 +487,26 @@ def cmd_passthrough(services: Services, args: list[str]) -> int:
     return proc.returncode
 
 
+# pytest's exit code when a selection holds no test (e.g. no chaos test in a trimmed tree)
+NO_TESTS_COLLECTED = 5
+
+
+def cmd_test(services: Services, args: list[str]) -> int:
+    """The whole suite: everything but the chaos tests on two processes, then the chaos tests
+    alone (they restart their own servers and want the machine to themselves).
+
+    With arguments, pytest runs exactly what they select, in one process.
+    """
+    pytest = [PYTHON, "-m", "pytest"]
+    if args:
+        return cmd_passthrough(services, [*pytest, *args])
+    code = cmd_passthrough(services, [*pytest, "-n", "2", "-m", "not chaos"])
+    if code != 0:
+        return code
+    code = cmd_passthrough(services, [*pytest, "-m", "chaos"])
+    return 0 if code == NO_TESTS_COLLECTED else code
+
+
 def main(argv: list[str]) -> int:
     command, args = (argv[0], argv[1:]) if argv else ("help", [])
     if command in ("help", "-h", "--help"):
@@ -503,7 +524,7 @@ def main(argv: list[str]) -> int:
             if command == "up":
                 return cmd_up(services)
             if command == "test":
-                return cmd_passthrough(services, [PYTHON, "-m", "pytest", *args])
+                return cmd_test(services, args)
             return cmd_passthrough(services, [PYTHON, "manage.py", *args])
     except DevError as exc:
         say(f"error: {exc}")

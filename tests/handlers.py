@@ -67,3 +67,10 @@ def declared(ctx: JobContext, payload: Any) -> Any:
     """A handler with a periodic schedule declared in code; it ticks once a year, so only
     "run now" makes it run within a test."""
     return payload
+
+
+@handler("tests.spin")
+def spin(ctx: JobContext, payload: Any) -> None:
+    """Never returns and never looks at its context: only killing its process stops it."""
+    while True:
+        pass

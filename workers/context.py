@@ -15,6 +15,10 @@ class JobTimeout(Exception):
     """An attempt ran past its job's `timeout`: a retryable failure (the handler's result is void)."""
 
 
+class ChildDied(Exception):
+    """With --pool processes, the process running the attempt died (killed, or crashed)."""
+
+
 class JobCancelled(Exception):
     """Raised by JobContext.raise_if_cancelled(); the job ends CANCELED, not failed."""
 

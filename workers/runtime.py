@@ -33,7 +33,8 @@ from jobs.services import ClaimedJob, Outcome, claim_jobs, release_jobs, renew_l
 from taskforge_site import tracing
 from taskforge_site.logging import job_var
 from workers import broker, metrics
-from workers.context import JobCancelled, JobContext, JobTimeout, PermanentError
+from workers.context import ChildDied, JobCancelled, JobContext, JobTimeout, PermanentError
+from workers.pool import ChildSlot
 from workers.registry import get_handler
 
 logger = logging.getLogger("taskforge.worker")
@@ -60,6 +61,7 @@ class _Held:
     runtime: float = 0.0  # seconds the handler ran, for the runtime histogram
     deadline: float | None = None  # monotonic time its timeout runs out, once it started
     timed_out: bool = False
+    child: ChildSlot | None = None  # with --pool processes: the process running it
 
 
 @dataclass
@@ -73,6 +75,7 @@ class WorkerOptions:
     lease_seconds: float = 30.0
     shutdown_grace_seconds: float = 30.0
     default_rate_per_sec: float = 0.0  # RATE_LIMIT_PER_SEC: for queues without their own limit
+    pool: str = "threads"  # "processes": each slot runs handlers in a child process it can kill
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
@@ -93,6 +96,38 @@ def _db_safe(what: str, func: Callable[[], Any]) -> tuple[bool, Any]:
         except DatabaseError:
             pass
         return False, exc
+
+
+def run_handler(job: ClaimedJob, ctx: JobContext) -> Outcome:
+    """Runs one attempt's handler and turns whatever happens into its Outcome.
+
+    Used by slot threads, and by child processes with --pool processes.
+    """
+    spec = get_handler(job.job_type)
+    bound = job_var.set((str(job.id), job.queue))  # the handler's own log lines carry them
+    with tracing.job_span(
+        "job.execute",
+        traceparent=job.traceparent,
+        job_id=job.id,
+        queue=job.queue,
+        job_type=job.job_type,
+        attempt=job.attempt,
+    ) as span:
+        try:
+            if spec is None:  # e.g. a rolling deploy: a newer worker will know it
+                raise LookupError(f"no handler registered for job type {job.job_type!r}")
+            result = spec.func(ctx, job.payload)
+        except JobCancelled:
+            return Outcome.cancelled(job)
+        except PermanentError as exc:
+            tracing.record_failure(span, exc)
+            return Outcome.failure(job, exc, permanent=True)
+        except BaseException as exc:  # even SystemExit: a handler's bug fails its job, not the worker
+            tracing.record_failure(span, exc)
+            return Outcome.failure(job, exc, permanent=False)
+        finally:
+            job_var.reset(bound)
+    return Outcome.success(job, result)
 
 
 class Worker:
@@ -301,6 +336,7 @@ class Worker:
 
     # ---- slots ---------------------------------------------------------------------------
     def _slot_loop(self) -> None:
+        child = ChildSlot() if self.opt.pool == "processes" else None
         while (held := self._work.get()) is not None:
             if self._stopping.is_set():  # stopping: claimed jobs not yet started go back at once
                 with self._lock:
@@ -309,7 +345,7 @@ class Worker:
                     self._slot_free.notify()
                 continue
             try:
-                outcome = self._execute(held)
+                outcome = self._execute(held, child)
             except BaseException as exc:  # a bug around the handler (lookup, tracing): fail, never strand
                 logger.exception("could not run the attempt", extra={"job_id": str(held.job.id)})
                 outcome = Outcome.failure(held.job, exc, permanent=False)
@@ -322,40 +358,20 @@ class Worker:
                 self._outcomes.put(outcome)
             close_old_connections()  # a handler may have used (and broken) this thread's connection
 
-    def _execute(self, held: _Held) -> Outcome | None:
+    def _execute(self, held: _Held, child: ChildSlot | None) -> Outcome | None:
         """Runs the handler; None when the attempt no longer counts (its lease was lost)."""
         job, ctx = held.job, held.ctx
-        spec = get_handler(job.job_type)
-        bound = job_var.set((str(job.id), job.queue))  # the handler's own log lines carry them
         started = time.perf_counter()
-        if job.timeout_ms:
-            with self._lock:
+        with self._lock:
+            held.child = child
+            if job.timeout_ms:
                 held.deadline = time.monotonic() + job.timeout_ms / 1000
-        with tracing.job_span(
-            "job.execute",
-            traceparent=job.traceparent,
-            job_id=job.id,
-            queue=job.queue,
-            job_type=job.job_type,
-            attempt=job.attempt,
-        ) as span:
-            try:
-                if spec is None:  # e.g. a rolling deploy: a newer worker will know it
-                    raise LookupError(f"no handler registered for job type {job.job_type!r}")
-                result = spec.func(ctx, job.payload)
-            except JobCancelled:
-                outcome = Outcome.cancelled(job)
-            except PermanentError as exc:
-                tracing.record_failure(span, exc)
-                outcome = Outcome.failure(job, exc, permanent=True)
-            except BaseException as exc:  # even SystemExit: a handler's bug fails its job, not the worker
-                tracing.record_failure(span, exc)
-                outcome = Outcome.failure(job, exc, permanent=False)
-            else:
-                outcome = Outcome.success(job, result)
-            finally:
-                held.runtime = time.perf_counter() - started
-                job_var.reset(bound)
+        try:
+            outcome = run_handler(job, ctx) if child is None else child.run(job)
+        finally:
+            held.runtime = time.perf_counter() - started
+        if outcome is None:  # the child died: killed by the watchdog, or crashed
+            outcome = Outcome.failure(job, ChildDied("the handler's process died"), permanent=False)
         context = {
             "job_id": str(job.id),
             "queue": job.queue,
@@ -465,6 +481,8 @@ class Worker:
                 for held in overdue:
                     held.timed_out = True
                     held.ctx.mark_cancel_requested()  # cooperative handlers can stop now
+                    if held.child is not None:
+                        held.child.kill()  # a process can be stopped for real; its slot gets a new one
             for held in overdue:
                 error = JobTimeout(f"ran longer than its timeout of {held.job.timeout_ms} ms")
                 self._outcomes.put(Outcome.failure(held.job, error, permanent=False))

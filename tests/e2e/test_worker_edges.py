@@ -63,3 +63,17 @@ def test_sigterm_releases_prefetched_jobs_without_starting_them(spawn) -> None:
     assert released[0].attempt_count == 0
     types = list(JobEvent.objects.filter(job_id=released[0].id).order_by("id").values_list("type", flat=True))
     assert types == ["created", "claimed", "released"]
+
+
+def test_process_pool_kills_a_stuck_handler_and_keeps_its_slot(spawn) -> None:
+    spawn("runworker", "--pool", "processes", "--concurrency", "1")
+    spawn("runscheduler")
+    stuck = enqueue_job("tests.spin", timeout_ms=500, max_attempts=2, initial_delay_ms=10).job
+    wait_for(
+        lambda: _job(stuck.id).state == JobState.DLQ, timeout=60, what="the stuck job to be killed twice"
+    )
+    assert "JobTimeout" in _job(stuck.id).last_error
+    # the only slot was freed by killing the child: the next job still runs
+    after = enqueue_job("taskforge.echo", {"ran": "in a child"}).job
+    wait_for(lambda: _job(after.id).state == JobState.SUCCEEDED, timeout=60, what="the next job")
+    assert _job(after.id).result == {"ran": "in a child"}

@@ -22,6 +22,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--prefetch", type=int, help="jobs claimed ahead of free slots (default: as many as slots)"
         )
+        parser.add_argument(
+            "--pool",
+            choices=["threads", "processes"],
+            default="threads",
+            help="processes: run handlers in child processes that a timeout can kill",
+        )
         parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -45,6 +51,7 @@ class Command(BaseCommand):
                 lease_seconds=cfg.lease_seconds,
                 shutdown_grace_seconds=cfg.shutdown_grace_seconds,
                 default_rate_per_sec=cfg.rate_limit_per_sec,
+                pool=options["pool"],
             )
         )
         if cfg.tracing_enabled:
