@@ -92,11 +92,13 @@ def test_refuses_bad_arguments(args, message) -> None:
 
 
 def test_the_data_migration_grants_each_role_its_permissions() -> None:
-    """Runs the migration's function on the historical models it sees in a fresh database."""
+    """Runs the migrations' functions on the historical models each sees in a fresh database:
+    0004 grants what exists then, 0006 the audit trail's permission it adds."""
     Group.objects.filter(name__in=[name for name, _ in ROLES.values()]).delete()
-    migration = importlib.import_module("jobs.migrations.0004_api_role_groups")
-    state = MigrationExecutor(connection).loader.project_state(("jobs", "0004_api_role_groups"))
-    migration.create_groups(state.apps, None)
+    loader = MigrationExecutor(connection).loader
+    for name, function in (("0004_api_role_groups", "create_groups"), ("0006_audit_entries", "grant_roles")):
+        migration = importlib.import_module(f"jobs.migrations.{name}")
+        getattr(migration, function)(loader.project_state(("jobs", name)).apps, None)
 
     for group_name, permissions in ROLES.values():
         granted = Group.objects.get(name=group_name).permissions.values_list(
