@@ -104,15 +104,23 @@ def publish(jobs: Sequence[ReadyJob]) -> None:
     pipe.execute()
 
 
+# The "quietly" steps below catch any exception, not only RedisError. They tell Redis about a
+# change Postgres has already committed, so no failure of theirs may turn that commit into an
+# error. redis-py does not wrap every failure: a connection torn down in its handshake (Redis
+# restarting) raised AttributeError, and a committed replay answered 500 (found by tests/chaos).
+def _failure(exc: Exception) -> dict[str, str]:
+    return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def publish_quietly(jobs: Sequence[ReadyJob]) -> bool:
     """publish(), but a Redis outage only logs: the job is safe in Postgres and reconciled later."""
     try:
         publish(jobs)
         return True
-    except redis.RedisError as exc:
+    except Exception as exc:
         logger.warning(
             "publish to redis failed; the scheduler will re-publish",
-            extra={"error": str(exc), "jobs": len(jobs)},
+            extra={**_failure(exc), "jobs": len(jobs)},
         )
         return False
 
@@ -126,8 +134,8 @@ def remove_ready_quietly(jobs: Sequence[tuple[str, uuid.UUID]]) -> None:
         for queue, job_id in jobs:
             pipe.zrem(keys.queue_key(queue), str(job_id))
         pipe.execute()
-    except redis.RedisError as exc:
-        logger.warning("could not drop ids from redis; workers will skip them", extra={"error": str(exc)})
+    except Exception as exc:
+        logger.warning("could not drop ids from redis; workers will skip them", extra=_failure(exc))
 
 
 # The pop script: moves up to ARGV[2] ids from the ready queues KEYS[4..] into the in-flight
@@ -394,10 +402,8 @@ def mirror_queue_quietly(queue: str, paused: bool, limits: str | None) -> None:
             pipe.hdel(keys.LIMITS, queue)
         pipe.publish(keys.WAKEUP_CHANNEL, queue)  # a resumed or loosened queue may run now
         pipe.execute()
-    except redis.RedisError as exc:
-        logger.warning(
-            "could not mirror queue settings to redis; the scheduler will", extra={"error": str(exc)}
-        )
+    except Exception as exc:
+        logger.warning("could not mirror queue settings to redis; the scheduler will", extra=_failure(exc))
 
 
 def sync_queue_settings(paused_queues: Iterable[str], limits: Mapping[str, str]) -> None:
