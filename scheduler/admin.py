@@ -27,6 +27,11 @@ class ScheduleForm(forms.ModelForm):
         model = PeriodicSchedule
         fields = [*PeriodicSchedule.CODE_OWNED, "enabled"]
 
+    def clean_payload(self) -> Any:
+        """An empty payload box means {}, as an absent payload does in the API."""
+        payload = self.cleaned_data["payload"]
+        return {} if payload is None else payload
+
     def _post_clean(self) -> None:
         super()._post_clean()
         if self.errors:

@@ -61,6 +61,11 @@ def test_the_list_shows_the_next_and_last_runs(admin_client) -> None:
     assert "nightly" in html and "0 3 * * *" in html
 
 
+def test_an_empty_payload_is_an_empty_object(admin_client) -> None:
+    assert admin_client.post(f"{CHANGELIST}add/", {**FORM, "payload": ""}).status_code == 302
+    assert PeriodicSchedule.objects.get().payload == {}
+
+
 def test_adding_a_schedule_plans_its_first_tick(admin_client) -> None:
     response = admin_client.post(f"{CHANGELIST}add/", FORM)
     assert response.status_code == 302, response.content.decode()[-3000:]
