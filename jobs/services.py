@@ -539,8 +539,11 @@ def act_on_job(job_id: str | uuid.UUID, action: str, apply: Any) -> Job:
         as_id = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
     except ValueError:
         raise JobNotFound("No job with this id.") from None
-    changed = apply([as_id])
-    job = Job.objects.filter(id=as_id).first()
+    # The action and the read of its answer commit together: if Postgres fails in between, the
+    # action rolls back and the client's 503 is true (a retry then succeeds, not a 409).
+    with transaction.atomic():
+        changed = apply([as_id])
+        job = Job.objects.filter(id=as_id).first()
     if job is None:
         raise JobNotFound("No job with this id.")
     if as_id not in changed:

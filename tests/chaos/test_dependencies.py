@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -128,3 +129,30 @@ def test_redis_down_submissions_still_commit_and_readyz_names_redis(stack: Stack
         lambda: _succeeded(stack, [reply.body["id"]]), timeout=30, what="the job to be reconciled and run"
     )
     assert api.call("GET", "/readyz").status == 200
+
+
+def test_an_action_answered_503_did_not_happen(stack: Stack) -> None:
+    """A 503 tells the client to retry, so it must mean nothing changed.
+
+    Found by the chaos suite: a cancel committed, then Postgres went down before the API read the
+    job back; the client got 503, retried, and got 409 "cannot cancel a job in state CANCELED".
+    Here the gap is made wide on purpose: Redis is paused, so the cancel's after-commit step
+    waits, and Postgres stops meanwhile.
+    """
+    api = stack.api()
+    job_id = api.call("POST", "/jobs", {**NOOP, "delay": 60_000}).body["id"]  # PENDING: cancelable
+    canceled: dict[str, Any] = {}
+    stack.redis.client().execute_command("CLIENT", "PAUSE", 5000, "ALL")
+    thread = threading.Thread(
+        target=lambda: canceled.update(reply=stack.api().call("POST", f"/jobs/{job_id}/cancel"))
+    )
+    thread.start()
+    try:
+        wait_for(lambda: _state(stack, job_id) == "CANCELED", timeout=4, what="the cancel to commit")
+        stack.pg.stop()
+        thread.join(timeout=30)
+    finally:
+        stack.pg.start()
+    reply = canceled["reply"]
+    assert reply.status == 200, reply.body  # before the fix: 503, for a cancel that had committed
+    assert reply.body["state"] == "CANCELED"
