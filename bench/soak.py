@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=300.0, help="jobs submitted per second")
     parser.add_argument("--fault-every", type=float, default=10.0, help="seconds between two faults")
     parser.add_argument("--seed", type=int, help="makes the job mix and the fault order repeatable")
-    parser.add_argument("--concurrency", type=int, default=10, help="slots per worker")
+    parser.add_argument("--concurrency", type=int, default=20, help="slots per worker")
     parser.add_argument("--keep", action="store_true", help="keep the logs and the Postgres cluster")
     args = parser.parse_args()
 

@@ -209,13 +209,22 @@ def _redis_backlog(stack: Stack) -> int:
     return sum(pipe.execute())
 
 
-def wait_quiet(stack: Stack, load: Load, timeout: float) -> float | None:
-    """Seconds until every job finished and Redis holds no id; None if that never happened."""
+def wait_quiet(stack: Stack, load: Load, timeout: float, progress: Progress | None = None) -> float | None:
+    """Seconds until every job finished and Redis holds no id; None if that never happened.
+
+    Every 15 s it says what it is still waiting for.
+    """
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    next_note = started + 15
+    while (now := time.monotonic()) - started < timeout:
         stack.revive_crashed()
-        if load.settled() and _unfinished(stack) == 0 and _redis_backlog(stack) == 0:
-            return round(time.monotonic() - started, 1)
+        waiting = {"orders in flight": not load.settled(), "unfinished jobs": _unfinished(stack)}
+        waiting["ids in redis"] = _redis_backlog(stack)
+        if not any(waiting.values()):
+            return round(now - started, 1)
+        if progress is not None and now >= next_note:
+            next_note += 15
+            progress(f"  still waiting after {now - started:.0f}s: {waiting}")
         time.sleep(0.5)
     return None
 
@@ -297,9 +306,9 @@ def _under_faults(
     return time.monotonic() - started
 
 
-def _wind_down(stack: Stack, load: Load, config: ChaosConfig, report: Report) -> None:
+def _wind_down(stack: Stack, load: Load, config: ChaosConfig, report: Report, progress: Progress) -> None:
     """Waits for every job to finish, then checks /metrics against Postgres."""
-    report.quiet_after_seconds = wait_quiet(stack, load, config.quiet_timeout_seconds)
+    report.quiet_after_seconds = wait_quiet(stack, load, config.quiet_timeout_seconds, progress)
     if report.quiet_after_seconds is None:
         report.problems.append(f"not quiet {config.quiet_timeout_seconds:g}s after the load stopped")
         return
@@ -326,7 +335,7 @@ def run_chaos(config: ChaosConfig, workdir: Path, progress: Progress = print) ->
         schedule = FaultSchedule(rng, config.short_lease_window_seconds)
         report.load_seconds = _under_faults(stack, load, schedule, config, report, progress)
         progress(f"load stopped; waiting for quiet (accepted {load.subs.counts['accepted']:,})")
-        _wind_down(stack, load, config, report)
+        _wind_down(stack, load, config, report, progress)
         load.stop()
         report.crashed += stack.revive_crashed()
         report.faults = schedule.injected
