@@ -1,4 +1,4 @@
-"""`manage.py runscheduler`: promotion, lease expiry, Redis reconciliation and pruning."""
+"""`manage.py runscheduler`: periodic schedules, promotion, lease expiry, Redis reconciliation, pruning."""
 
 from __future__ import annotations
 
