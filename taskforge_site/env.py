@@ -18,7 +18,7 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 TRACING_EXPORTERS = ("stdout", "none")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+QUEUE_NAME_RE = re.compile(r"\A[A-Za-z0-9_.:-]{1,100}\Z")  # \Z: "jobs\n" is not a name
 
 
 class ConfigError(Exception):

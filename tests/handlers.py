@@ -74,3 +74,13 @@ def spin(ctx: JobContext, payload: Any) -> None:
     """Never returns and never looks at its context: only killing its process stops it."""
     while True:
         pass
+
+
+@handler("tests.started_sleep")
+def started_sleep(ctx: JobContext, payload: Any) -> None:
+    """Marks in Redis that its handler really started (RUNNING only means claimed), then sleeps."""
+    broker.client().rpush(STARTED_KEY, str(ctx.job_id))
+    ctx.wait(float(payload.get("seconds", 1.0)))
+
+
+STARTED_KEY = "tests:started"

@@ -11,6 +11,7 @@ from jobs.models import Job, JobEvent
 from jobs.services import JobSpec, enqueue_job, enqueue_jobs
 from jobs.states import JobState
 from tests.conftest import wait_for
+from tests.handlers import STARTED_KEY
 from workers import keys
 
 pytestmark = pytest.mark.e2e
@@ -54,10 +55,11 @@ def test_flushdb_loses_no_queued_job(spawn, redis_db) -> None:
     )
 
 
-def test_sigterm_lets_the_running_job_finish_and_exits_0(spawn) -> None:
+def test_sigterm_lets_the_running_job_finish_and_exits_0(spawn, redis_db) -> None:
     worker = spawn("runworker", "--concurrency", "2")
-    job = enqueue_job("taskforge.sleep", {"seconds": 1.0}).job
-    wait_for(lambda: _job(job.id).state == JobState.RUNNING, what="job to start")
+    job = enqueue_job("tests.started_sleep", {"seconds": 1.0}).job
+    # RUNNING only means claimed: wait for the handler itself, or SIGTERM may release the job
+    wait_for(lambda: redis_db.lrange(STARTED_KEY, 0, -1) == [str(job.id)], what="the handler to start")
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
     done = _job(job.id)
