@@ -131,7 +131,11 @@ class Report:
         problems = [*self.problems, *led.problems][:50] + [f"lost: {job}" for job in led.lost[:50]]
         rows = [
             ("verdict", "PASS" if self.ok else "FAIL"),
-            ("jobs submitted", f"{subs.get('submitted', 0):,} orders, {subs.get('accepted', 0):,} accepted"),
+            (
+                "jobs submitted",
+                f"{subs.get('submitted', 0):,} orders, {subs.get('accepted', 0):,} accepted "
+                f"({subs.get('accepted', 0) / max(self.load_seconds, 1):.0f}/s over the load)",
+            ),
             ("  by kind", _counts(subs, "submitted ")),
             (
                 "  idempotent repeats",
@@ -299,7 +303,8 @@ def _under_faults(
         schedule.undo_due()
         if now >= next_note:
             next_note += 30
-            progress(f"{now - started:6.0f}s  accepted {load.subs.counts['accepted']:,}")
+            accepted = load.subs.counts["accepted"]
+            progress(f"{now - started:6.0f}s  accepted {accepted:,}, waiting to be sent {load.backlog():,}")
         time.sleep(0.1)
     schedule.undo_due(everything=True)
     load.stop_submitting()

@@ -27,11 +27,11 @@ from tests.chaos.stack import Api, ApiDown, Stack
 
 CHANNELS = {"http": 0.15, "http-batch": 0.45, "python": 0.40}  # shares of the orders
 HTTP_SINGLES_PER_SECOND = 25  # at most: one request per job is the costly way, for the API too
-BATCH_MAX = 50
+BATCH_MAX = 200  # a batch takes whatever waits, so a slow moment does not build a backlog
 KEYED_SHARE = 0.4
 REPEAT_SHARE = 0.05  # of the submissions: an accepted keyed order sent again
 TWIN_SHARE = 0.02  # of new keyed orders: sent through two channels at once
-HTTP_THREADS = 4
+HTTP_THREADS = 6
 CANCEL_THREADS = 4
 RETRY_PAUSE_SECONDS = 0.5
 CANCEL_DEADLINE_SECONDS = 60.0
@@ -241,12 +241,16 @@ class Load:
         """No new orders from now on; retries, cancels and replays go on."""
         self._submitting.clear()
 
+    def backlog(self) -> int:
+        """Orders waiting for a channel thread."""
+        return sum(q.qsize() for q in self._channels.values())
+
     def settled(self) -> bool:
         """Nothing left to send, retry or cancel."""
         with self._heap_lock:
             pending = bool(self._retries or self._cancels) or self._in_flight > 0
             pending = pending or not self.subs.to_cancel.empty()
-        return not pending and all(q.empty() for q in self._channels.values())
+        return not pending and not self.backlog()
 
     def stop(self) -> None:
         self._running.clear()
