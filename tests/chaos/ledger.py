@@ -65,6 +65,7 @@ def walk_events(events: list[tuple[str, int, str | None, datetime, str | None]])
     state: str | None = None
     claims: list[Claim] = []
     problems: list[str] = []
+    unresolved: str | None = None  # a failed attempt or lost lease whose outcome event is due
     for kind, attempt, worker, at, created_state in events:
         if kind == "created":
             if state is not None:
@@ -80,6 +81,10 @@ def walk_events(events: list[tuple[str, int, str | None, datetime, str | None]])
                 problems.append(f"`{kind}` while {state}")
             elif running is not None and kind != "cancel_requested":
                 running.end, running.ended_at = kind, at
+            if kind != "cancel_requested":
+                if unresolved is not None:
+                    problems.append(f"`{kind}` after `{unresolved}` with no move between")
+                unresolved = kind
             continue
         new = EVENT_STATE.get(kind)
         if new is None:
@@ -91,7 +96,9 @@ def walk_events(events: list[tuple[str, int, str | None, datetime, str | None]])
             running.end, running.ended_at = kind, at
         if new == JobState.RUNNING:
             claims.append(Claim(attempt, worker or "", at))
-        state = new
+        state, unresolved = new, None
+    if unresolved is not None:
+        problems.append(f"ends with `{unresolved}` and no move after it")
     return Walk(state, claims, problems)
 
 
@@ -202,7 +209,7 @@ def check_ledger(
         if job is None:
             result.problem(f"{job_id}: events of a job that does not exist")
             continue
-        _judge(
+        judge_job(
             result, job_id, job, walk_events(events), runs.get(job_id, []), orders.get(job_id), worker_fates
         )
     for job_id in jobs.keys() - seen:
@@ -230,7 +237,7 @@ def check_ledger(
     return result
 
 
-def _judge(
+def judge_job(
     result: LedgerResult,
     job_id: str,
     job: tuple[Any, ...],
@@ -239,6 +246,7 @@ def _judge(
     order: Order | None,
     worker_fates: dict[int, Ended],
 ) -> None:
+    """Every check of one job (`job` is a row of _load); what fails goes to `result`."""
     _, job_type, state, _attempts, _max_attempts, _created, _finished = job
     for text in walk.problems:
         result.problem(f"{job_id}: {text}")
