@@ -151,6 +151,7 @@ class Submissions:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     to_cancel: queue.SimpleQueue[Order] = field(default_factory=queue.SimpleQueue)
+    keyed: list[Order] = field(default_factory=list)  # accepted orders with a key, to repeat
 
     def accepted(self, order: Order, job_id: str, repeat: bool) -> None:
         """A 2xx for `order`: the first makes it accepted; any later one must name the same job."""
@@ -163,6 +164,8 @@ class Submissions:
                 order.job_id, order.accepted_at = job_id, time.time()
                 self.orders[job_id] = order
                 self.counts["accepted"] += 1
+                if order.key is not None:
+                    self.keyed.append(order)
                 if order.cancel_after is not None:
                     self.to_cancel.put(order)
             elif order.job_id != job_id:
@@ -184,11 +187,7 @@ class Submissions:
 
     def keyed_sample(self, rng: random.Random) -> Order | None:
         with self.lock:
-            keys = list(self.ids_by_key)
-            if not keys:
-                return None
-            ids = self.ids_by_key[rng.choice(keys)]
-            return self.orders.get(next(iter(ids)))
+            return rng.choice(self.keyed) if self.keyed else None
 
 
 @dataclass
