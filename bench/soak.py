@@ -16,12 +16,14 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from taskforge_site.shutdown import call_on_stop_signals  # noqa: E402
 from tests.chaos.harness import ChaosConfig, run_chaos  # noqa: E402
 from tests.chaos.stack import StackConfig  # noqa: E402
 
@@ -51,8 +53,10 @@ def main() -> int:
     )
     workdir = Path(tempfile.mkdtemp(prefix="taskforge-soak-"))
     started = time.strftime("%Y%m%dT%H%M%S")
+    stop = threading.Event()  # Ctrl-C or SIGTERM: end the load now, still check and report
+    call_on_stop_signals(stop.set)
     try:
-        report = run_chaos(config, workdir, progress=lambda line: print(line, flush=True))
+        report = run_chaos(config, workdir, progress=lambda line: print(line, flush=True), stop=stop)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -12,6 +12,7 @@ TaskForge; bench/ only adds the long-running entry point and its results file.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -282,19 +283,27 @@ def check_metrics(stack: Stack, load: Load, report: Report) -> None:
 
 
 def _under_faults(
-    stack: Stack, load: Load, schedule: FaultSchedule, config: ChaosConfig, report: Report, progress: Progress
+    stack: Stack,
+    load: Load,
+    schedule: FaultSchedule,
+    config: ChaosConfig,
+    report: Report,
+    progress: Progress,
+    stop: threading.Event,
 ) -> float:
     """The load phase: a fault every few seconds; returns how long it lasted.
 
-    The duration is a minimum: the load goes on until every kind of fault has hit once.
+    The duration is a minimum: the load goes on until every kind of fault has hit once, unless
+    `stop` is set (the soak's Ctrl-C), which ends the load at once.
     """
     load.start()
     started = time.monotonic()
     next_fault = started + config.first_fault_after_seconds
     next_note = started + 30
-    while (now := time.monotonic()) - started < config.duration_seconds or len(schedule.injected) < len(
-        FAULTS
-    ):
+    while not stop.is_set():
+        now = time.monotonic()
+        if now - started >= config.duration_seconds and len(schedule.injected) >= len(FAULTS):
+            break
         report.crashed += stack.revive_crashed()
         if now >= next_fault:
             fault = schedule.inject_next(stack)
@@ -325,8 +334,13 @@ def _wind_down(stack: Stack, load: Load, config: ChaosConfig, report: Report, pr
         report.problems.append(f"the {DEPTH_QUEUE} jobs did not finish after the queue resumed")
 
 
-def run_chaos(config: ChaosConfig, workdir: Path, progress: Progress = print) -> Report:
-    """Runs the whole thing; see the module docstring. `workdir` gets the processes' logs."""
+def run_chaos(
+    config: ChaosConfig, workdir: Path, progress: Progress = print, stop: threading.Event | None = None
+) -> Report:
+    """Runs the whole thing; see the module docstring. `workdir` gets the processes' logs.
+
+    Setting `stop` ends the load early; the wind-down, checks and report still follow.
+    """
     report = Report(config)
     started = time.monotonic()
     stack = Stack(workdir, config.stack)
@@ -338,7 +352,9 @@ def run_chaos(config: ChaosConfig, workdir: Path, progress: Progress = print) ->
         rng = random.Random(config.seed)
         load = Load(stack, config.rate, rng)
         schedule = FaultSchedule(rng, config.short_lease_window_seconds)
-        report.load_seconds = _under_faults(stack, load, schedule, config, report, progress)
+        report.load_seconds = _under_faults(
+            stack, load, schedule, config, report, progress, stop or threading.Event()
+        )
         progress(f"load stopped; waiting for quiet (accepted {load.subs.counts['accepted']:,})")
         _wind_down(stack, load, config, report, progress)
         load.stop()
