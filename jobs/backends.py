@@ -32,7 +32,7 @@ from django.utils.module_loading import module_has_submodule
 
 from jobs.errors import JobValidationError, PayloadTooLarge
 from jobs.models import Job, JobEvent
-from jobs.selectors import get_job, job_events
+from jobs.selectors import job_with_history
 from jobs.services import JobSpec, _check_range, dump_json, enqueue_jobs
 from jobs.states import JobState
 from taskforge_site.env import QUEUE_NAME_RE
@@ -332,17 +332,18 @@ class TaskForgeBackend(BaseTaskBackend):
 
     def get_result(self, result_id: str) -> TaskResult:
         """The result as Postgres has it now; TaskResultDoesNotExist for unknown ids and other jobs."""
-        job = get_job(str(result_id))
-        found = find_task(job.job_type) if job is not None else None
-        if job is None or found is None:
+        read = job_with_history(str(result_id))
+        found = find_task(read[0].job_type) if read is not None else None
+        if read is None or found is None:
             raise TaskResultDoesNotExist(result_id)
+        job, events = read
         try:
             found = found.using(
                 priority=job.priority, queue_name=job.queue, run_after=job.run_at, backend=self.alias
             )
         except InvalidTask as exc:  # e.g. submitted over the API to a queue this backend refuses
             raise TaskResultDoesNotExist(f"{result_id}: {exc}") from None
-        return self._task_result(found, job, job_events(job))
+        return self._task_result(found, job, events)
 
     def _job_spec(self, task: Task, args: Sequence[Any], kwargs: Mapping[str, Any]) -> JobSpec:
         """Everything checked that can be without the database, so bad calls fail before any I/O."""

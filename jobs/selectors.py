@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connection, models
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet
+from django.db.models.functions import JSONObject
 from django.utils import timezone
 
 from dlq.models import DeadLetter
@@ -85,6 +87,28 @@ def get_job(job_id: str) -> Job | None:
 def job_events(job: Job) -> list[JobEvent]:
     """A job's history, oldest first."""
     return list(JobEvent.objects.filter(job=job).order_by("id"))
+
+
+_EVENT_FIELDS = ("id", "type", "at", "attempt", "worker_id", "details")
+
+
+def job_with_history(job_id: str) -> tuple[Job, list[JobEvent]] | None:
+    """The job and its history from one statement, so one snapshot: read one after the other,
+    a transition committed in between shows a RUNNING job beside the failure that ended it."""
+    as_id = _as_uuid(job_id)
+    history = ArraySubquery(
+        JobEvent.objects.filter(job=OuterRef("pk"))
+        .order_by("id")
+        .values(json=JSONObject(**{name: name for name in _EVENT_FIELDS}))
+    )
+    job = Job.objects.filter(id=as_id).annotate(history=history).first() if as_id else None
+    if job is None:
+        return None
+    events = [
+        JobEvent(job_id=job.id, **{**event, "at": datetime.fromisoformat(event["at"])})
+        for event in job.history
+    ]
+    return job, events
 
 
 @dataclass(frozen=True)
