@@ -139,11 +139,14 @@ def find_task(name: str) -> Task | None:
     app = apps.get_containing_app_config(module_name)
     if app is None:
         return None
-    if module_name not in sys.modules and module_has_submodule(app.module, "tasks"):
+    tasks_module = f"{app.name}.tasks"
+    # import_module even when it is in sys.modules: a module enters sys.modules before its code
+    # runs, and import_module waits for another thread (worker slot) still running that code.
+    if tasks_module in sys.modules or module_has_submodule(app.module, "tasks"):
         try:
-            import_module(f"{app.name}.tasks")
+            import_module(tasks_module)
         except Exception:  # a broken tasks module must not take an API request or a worker slot down
-            logger.exception("cannot import a tasks module", extra={"module": f"{app.name}.tasks"})
+            logger.exception("cannot import a tasks module", extra={"module": tasks_module})
             return None
     found = getattr(sys.modules.get(module_name), attribute, None)
     if not isinstance(found, Task) or found.module_path != name:

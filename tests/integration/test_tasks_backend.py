@@ -3,14 +3,17 @@ get_result through every state (driven by the services a worker uses), and the s
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import connection, transaction
 from django.tasks import TaskResultStatus, task
 from django.tasks.exceptions import (
     InvalidTask,
@@ -19,6 +22,7 @@ from django.tasks.exceptions import (
     TaskResultMismatch,
 )
 from django.tasks.signals import task_enqueued
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.backends import (
@@ -30,7 +34,7 @@ from jobs.backends import (
     taskforge_task,
 )
 from jobs.errors import JobValidationError, PayloadTooLarge, UnknownJobType
-from jobs.models import Job
+from jobs.models import Job, JobEvent
 from jobs.services import Outcome, enqueue_job, release_jobs, settle_jobs
 from jobs.states import JobState
 from scheduler.services import expire_leases, promote_due_jobs
@@ -182,7 +186,13 @@ def test_get_result_follows_attempts_errors_and_workers() -> None:
     assert running.started_at == running.last_attempted_at is not None
 
     settle_jobs(worker_id="worker-a", outcomes=[Outcome.failure(first, TaskFailure("boom"), permanent=False)])
-    retrying = add.get_result(result.id)
+    # One statement reads the job and its history: two would let a transition committed between
+    # them show a RUNNING job beside the failure that ended its attempt (seen under CI load).
+    with CaptureQueriesContext(connection) as reads:
+        retrying = add.get_result(result.id)
+    assert len(reads) == 1
+    claimed = JobEvent.objects.get(job_id=result.id, type="claimed")
+    assert retrying.started_at == claimed.at and retrying.worker_ids == [claimed.worker_id]
     assert (retrying.status, retrying.attempts, retrying.finished_at) == (S.READY, 1, None)
     (error,) = retrying.errors
     assert error.exception_class_path == "tests.tasksapp.tasks.TaskFailure"
@@ -297,6 +307,46 @@ def test_an_apps_tasks_module_is_imported_on_demand(monkeypatch) -> None:
     found = find_task("tests.tasksapp.tasks.add")
     assert found is not None and found.module_path == "tests.tasksapp.tasks.add"
     assert sys.modules["tests.tasksapp.tasks"] is not tasks  # imported afresh, by name of its app
+
+
+class _HeldLoader(importlib.abc.Loader):
+    """Runs a module's code only once `release` is set: an import another thread is still doing."""
+
+    def __init__(self, loader: importlib.abc.Loader, release: threading.Event) -> None:
+        self.loader, self.release = loader, release
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self.release.wait(timeout=30)
+        self.loader.exec_module(module)
+
+
+def test_a_tasks_module_another_thread_is_importing_is_waited_for(monkeypatch) -> None:
+    import tests.tasksapp
+
+    name = "tests.tasksapp.tasks"
+    monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(tests.tasksapp, "tasks")
+    spec = importlib.util.find_spec(name)
+    release = threading.Event()
+    spec.loader = _HeldLoader(spec.loader, release)
+
+    class HoldOnce(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path, target=None):
+            return spec if fullname == name and not release.is_set() else None
+
+    monkeypatch.setattr(sys, "meta_path", [HoldOnce(), *sys.meta_path])
+    first: list = []
+    importer = threading.Thread(target=lambda: first.append(find_task(f"{name}.add")))
+    importer.start()
+    wait_for(lambda: name in sys.modules, what="the first slot's import to begin")
+    # A second worker slot asks while the module is in sys.modules but has not run: it waits.
+    threading.Timer(0.3, release.set).start()
+    second = find_task(f"{name}.add")
+    importer.join(timeout=30)
+    assert second is not None and first == [second]
 
 
 def test_backend_flags() -> None:
