@@ -44,7 +44,8 @@ class Proc:
         return self.popen.wait(timeout=timeout)
 
     def output(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
@@ -94,3 +95,6 @@ def spawn(transactional_db: None, tmp_path: Path) -> Iterator:
     yield start
     for proc in procs:
         proc.stop()
+        # pytest shows what a test printed only when it failed: there, the processes' last words.
+        tail = proc.output().splitlines()[-40:]
+        print(f"--- {' '.join(proc.args)} (pid {proc.pid}), last {len(tail)} lines ---", *tail, sep="\n")
