@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
+from pathlib import Path
 
-from throughput import ROOT, bench_env
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import operator_token, setup
 
 FILL = """
 INSERT INTO jobs (id, queue, job_type, payload, state, priority, attempt_count, max_attempts,
@@ -64,18 +66,6 @@ def fill(rows: int) -> None:
     connection.close()
 
 
-def _operator_token() -> str:
-    """A token for GET /stats (GET /metrics needs none)."""
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
-    from jobs.roles import grant_role
-
-    user, _ = get_user_model().objects.get_or_create(username="bench")
-    grant_role(user, "operator")
-    return Token.objects.get_or_create(user=user)[0].key
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,18 +75,13 @@ def main() -> None:
     parser.add_argument("--path", choices=["/metrics", "/stats"], default="/metrics")
     args = parser.parse_args()
 
-    env = bench_env()
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    import django
-
-    django.setup()
+    setup()
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     fill(args.rows)
-    client = Client(HTTP_HOST="localhost", headers={"Authorization": f"Token {_operator_token()}"})
+    client = Client(HTTP_HOST="localhost", headers={"Authorization": f"Token {operator_token()}"})
     client.get(args.path)  # warm: connection, prepared plans, imports
     times = []
     for _ in range(args.scrapes):

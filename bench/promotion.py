@@ -10,17 +10,13 @@ database (the POSTGRES_DSN name + "_bench") and Redis DB 15, emptied first. Not 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.throughput import bench_env, reset  # noqa: E402
+from bench.common import reset, setup, write_result
 
 
 def main() -> None:
@@ -29,12 +25,7 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=100_000)
     args = parser.parse_args()
-    env = bench_env()
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    import django
-
-    django.setup()
+    setup()
     from django.db import connection
 
     from jobs.services import JobSpec, enqueue_jobs
@@ -64,9 +55,7 @@ def main() -> None:
     print(
         f"promoted {promoted} due jobs in {seconds:.2f} s: {promoted / seconds:,.0f} jobs/s ({ticks} ticks)"
     )
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"promotion-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(result, indent=2))
+    write_result("promotion", result)
 
 
 if __name__ == "__main__":

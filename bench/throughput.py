@@ -13,62 +13,27 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-BENCH_REDIS_DB = "15"
-HTTP_PORT = 8097
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def bench_env() -> dict[str, str]:
-    """The environment of every process of the run: its own Postgres database and Redis DB."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = conninfo_to_dict(
-        os.environ.get("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/taskforge")
-    )
-    base_db = params.get("dbname", "taskforge")
-    params["dbname"] = f"{base_db}_bench"
-    _ensure_database(make_conninfo(**{**params, "dbname": "postgres"}), params["dbname"])
-    return {
-        **os.environ,
-        "POSTGRES_DSN": make_conninfo(**params),
-        "REDIS_DB": BENCH_REDIS_DB,
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "taskforge-bench"),
-        "LOG_LEVEL": "warn",
-        "HTTP_ADDR": f"127.0.0.1:{HTTP_PORT}",
-        "DJANGO_SETTINGS_MODULE": "taskforge_site.settings",
-    }
-
-
-def _ensure_database(admin_dsn: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env)
-
-
-def reset() -> None:
-    from django.db import connection
-
-    from workers import broker
-
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE job_events, dead_letters, jobs")
-    broker.client().flushdb()
+from bench.common import (
+    HTTP_PORT,
+    PgCounters,
+    enable_statement_counts,
+    manage,
+    operator_token,
+    reset,
+    rss_mb,
+    setup,
+    start_api,
+    stop,
+    write_result,
+)
 
 
 def enqueue_python(n: int) -> float:
@@ -89,14 +54,15 @@ def enqueue_python_batch(n: int, size: int = 1000) -> float:
     return n / (time.perf_counter() - started)
 
 
-def _post(conn: http.client.HTTPConnection, path: str, body: Any) -> int:
-    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+def _post(conn: http.client.HTTPConnection, path: str, body: Any, token: str) -> int:
+    headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
+    conn.request("POST", path, body=json.dumps(body), headers=headers)
     response = conn.getresponse()
     response.read()
     return response.status
 
 
-def enqueue_http(n: int, clients: int, batch: int | None) -> float:
+def enqueue_http(n: int, clients: int, batch: int | None, token: str) -> float:
     """POSTs from `clients` keep-alive connections in parallel; returns jobs/s."""
     per_client = n // clients
     errors: list[int] = []
@@ -106,11 +72,11 @@ def enqueue_http(n: int, clients: int, batch: int | None) -> float:
         if batch:
             for offset in range(0, per_client, batch):
                 body = {"jobs": [{"jobType": "taskforge.noop"}] * min(batch, per_client - offset)}
-                if (status := _post(conn, "/jobs/batch", body)) != 201:
+                if (status := _post(conn, "/jobs/batch", body, token)) != 201:
                     errors.append(status)
         else:
             for _ in range(per_client):
-                if (status := _post(conn, "/jobs", {"jobType": "taskforge.noop"})) != 201:
+                if (status := _post(conn, "/jobs", {"jobType": "taskforge.noop"}, token)) != 201:
                     errors.append(status)
         conn.close()
 
@@ -126,122 +92,94 @@ def enqueue_http(n: int, clients: int, batch: int | None) -> float:
     return per_client * clients / elapsed
 
 
-def wait_http_ready() -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the API did not come up")
-
-
-def drain(env: dict[str, str], workers: int, concurrency: int, total: int) -> dict[str, float]:
-    """Starts the workers on the backlog and measures from the first claim to the last settle."""
+def drain(env: dict[str, str], workers: int, concurrency: int, total: int) -> dict[str, Any]:
+    """Starts a scheduler and the workers on the backlog; measures from first claim to last settle."""
     from django.db import connection
 
-    procs = [manage(env, "runworker", "--concurrency", str(concurrency)) for _ in range(workers)]
-    deadline = time.monotonic() + 600
+    before = PgCounters.now()
+    procs = [manage(env, "runscheduler")]
+    procs += [manage(env, "runworker", "--concurrency", str(concurrency)) for _ in range(workers)]
+    rss: dict[int, list[float]] = {p.pid: [] for p in procs}
+    deadline = time.monotonic() + 1800
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
+            for pid, samples in rss.items():
+                samples.append(rss_mb(pid))
             cursor.execute("SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'")
             if cursor.fetchone()[0] >= total:
                 break
-            time.sleep(0.2)
+            time.sleep(0.5)
         cursor.execute(
             "SELECT extract(epoch FROM max(finished_at) - min(started_at)),"
             " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)),"
             " count(*) FROM jobs WHERE state = 'SUCCEEDED'"
         )
         seconds, p50_run, done = cursor.fetchone()
-    rss = [_rss_mb(p.pid) for p in procs]
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=60)
+    cost = PgCounters.now().per_job_since(before, done)
+    stop(procs)
+    scheduler, *workers_rss = (rss[p.pid] for p in procs)
     return {
         "processed": done,
         "seconds": round(float(seconds), 3),
         "jobs_per_sec": round(done / float(seconds), 1),
         "p50_claim_to_settle_ms": round(float(p50_run) * 1000, 2),
-        "worker_rss_mb": rss,
+        "worker_rss_mb": [max(samples) for samples in workers_rss],
+        "scheduler_rss_mb": {"first": scheduler[0], "last": scheduler[-1], "max": max(scheduler)},
+        "cost": cost,
     }
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=5, help="slots per worker process")
     parser.add_argument(
-        "--enqueue", choices=["python", "batch", "http", "http-batch", "all"], default="all",
-        help="how the drained backlog is enqueued; 'all' also measures every enqueue path",
+        "--enqueue", choices=["python", "batch", "http", "http-batch", "all"], default="batch",
+        help="how the backlog is enqueued (and measured); 'all' measures every path first",
     )  # fmt: skip
     parser.add_argument("--http-clients", type=int, default=4)
     args = parser.parse_args()
 
-    env = bench_env()
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    import django
-
-    django.setup()
-
+    env = setup()
+    statements = enable_statement_counts()
+    token = operator_token()
     results: dict[str, Any] = {"jobs": args.jobs, "workers": args.workers, "concurrency": args.concurrency}
-    api = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-        cwd=ROOT,
-        env={**env, "GUNICORN_WORKERS": "2"},
-    )
+    enqueuers = {
+        "python": enqueue_python,
+        "batch": enqueue_python_batch,
+        "http": lambda count: enqueue_http(count, args.http_clients, None, token),
+        "http-batch": lambda count: enqueue_http(count, args.http_clients, 1000, token),
+    }
+    modes = list(enqueuers) if args.enqueue == "all" else [args.enqueue]
+    api = start_api(env, 2) if {"http", "http-batch"} & set(modes) else None
     try:
-        wait_http_ready()
-        modes = ["python", "batch", "http", "http-batch"] if args.enqueue == "all" else [args.enqueue]
-        enqueue_rates = {}
+        rates = {}
         for mode in modes:
             reset()
-            n = args.jobs if mode in ("batch", "http-batch") else min(args.jobs, 5_000)
-            rate = {
-                "python": enqueue_python,
-                "batch": enqueue_python_batch,
-                "http": lambda count: enqueue_http(count, args.http_clients, None),
-                "http-batch": lambda count: enqueue_http(count, args.http_clients, 1000),
-            }[mode](n)
-            enqueue_rates[mode] = round(rate, 1)
-            print(f"enqueue {mode:<10} {n:>7} jobs  {rate:>9.0f} jobs/s", flush=True)
-        results["enqueue_jobs_per_sec"] = enqueue_rates
+            rates[mode] = round(enqueuers[mode](args.jobs), 1)
+            print(f"enqueue {mode:<10} {args.jobs:>7} jobs  {rates[mode]:>9,.0f} jobs/s", flush=True)
+        results["enqueue_jobs_per_sec"] = rates
     finally:
-        api.terminate()
-        api.wait(timeout=30)
+        if api is not None:
+            stop([api])
 
-    reset()
-    enqueue_python_batch(args.jobs)
     processing = drain(env, args.workers, args.concurrency, args.jobs)
     results["processing"] = processing
     print(
         f"process {processing['processed']} jobs with {args.workers} workers x {args.concurrency} slots:"
-        f" {processing['jobs_per_sec']:.0f} jobs/s"
+        f" {processing['jobs_per_sec']:,.0f} jobs/s"
         f" (p50 claim->settle {processing['p50_claim_to_settle_ms']} ms,"
-        f" worker RSS {processing['worker_rss_mb']} MB)",
+        f" worker RSS {processing['worker_rss_mb']} MB, scheduler RSS {processing['scheduler_rss_mb']} MB)",
         flush=True,
     )
-    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"throughput-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path.relative_to(ROOT)}")
+    cost = processing["cost"]
+    if not statements:
+        cost["statements_per_job"] = "n/a: the server does not preload pg_stat_statements"
+    print(f"postgres per processed job: {cost}", flush=True)
+    write_result("throughput", results)
 
 
 if __name__ == "__main__":
