@@ -30,7 +30,9 @@ class RolePermission(BasePermission):
         user = request.user
         if not user.is_authenticated:
             return False
-        return user.has_perm(READ_PERMISSION if request.method in SAFE_METHODS else ACT_PERMISSION)
+        needed = READ_PERMISSION if request.method in SAFE_METHODS else ACT_PERMISSION
+        grants = getattr(user, "taskforge_grants", None)  # set by authentication.RoleTokenAuthentication
+        return grants[needed] if grants is not None else user.has_perm(needed)
 
 
 def warn_if_api_auth_off() -> None:

@@ -120,7 +120,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["taskforge_site.errors.JSONObjectParser"],
     # Token first: its WWW-Authenticate header turns "no credentials" into a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "taskforge_site.authentication.RoleTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["taskforge_site.permissions.RolePermission"],

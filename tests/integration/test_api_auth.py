@@ -17,11 +17,16 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from drf_spectacular.generators import EndpointEnumerator
+from rest_framework.authtoken.models import Token
 from rest_framework.permissions import SAFE_METHODS, AllowAny
 from rest_framework.test import APIClient
 
+from jobs.roles import grant_role
 from tests.conftest import api_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,6 +149,47 @@ def test_a_user_without_a_role_may_not_read() -> None:
     client = api_client("viewer")
     get_user_model().objects.filter(groups__name="taskforge viewers").get().groups.clear()
     assert_error(client.get("/jobs"), 403, "permission_denied")
+
+
+def _token_client(user: Any) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+@pytest.mark.django_db
+def test_a_token_is_authenticated_and_authorised_by_one_prepared_statement() -> None:
+    client = api_client("operator")
+    with CaptureQueriesContext(connection) as queries:  # the ORM's queries; sql.fetch's are not
+        assert client.get("/queues").status_code == 200
+    # No ORM lookup of the token, the user or their permissions (has_perm) is left.
+    assert not [q["sql"] for q in queries if "auth" in q["sql"]]
+
+
+@pytest.mark.django_db
+def test_token_grants_follow_has_perm_for_each_way_of_holding_a_permission() -> None:
+    users = get_user_model().objects
+    direct = users.create_user("direct")
+    direct.user_permissions.add(Permission.objects.get(codename="view_job", content_type__app_label="jobs"))
+    root = users.create_user("root", is_superuser=True)
+    inactive = users.create_user("gone", is_active=False)
+    grant_role(inactive, "operator")
+
+    assert _token_client(direct).get("/jobs").status_code == 200  # read through a user permission
+    assert_error(_token_client(direct).post("/jobs", {}, format="json"), 403, "permission_denied")
+    assert _token_client(root).post("/jobs", {"jobType": "tests.record"}, format="json").status_code == 201
+    assert_error(_token_client(inactive).get("/jobs"), 401, "not_authenticated")
+
+
+@pytest.mark.django_db
+def test_a_role_taken_away_applies_to_the_very_next_call() -> None:
+    operator = get_user_model().objects.create_user("op")
+    grant_role(operator, "operator")
+    client = _token_client(operator)
+    assert client.post("/jobs", {"jobType": "tests.record"}, format="json").status_code == 201
+    grant_role(operator, "viewer")
+    assert_error(client.post("/jobs", {"jobType": "tests.record"}, format="json"), 403, "permission_denied")
+    assert client.get("/jobs").status_code == 200
 
 
 @pytest.mark.django_db
