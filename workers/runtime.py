@@ -10,7 +10,9 @@ Threads of one worker process:
 The claim loop holds at most `concurrency + prefetch` jobs: the prefetched ones wait in
 memory (under a renewed lease) so the next claim round trip overlaps running jobs instead of
 leaving slots idle. `--prefetch 0` claims only for free slots (fairest across workers when
-jobs are long).
+jobs are long). By default prefetch adapts: `concurrency`, or as many jobs as the slots
+finish in PREFETCH_HORIZON_SECONDS when that is more, so short jobs are claimed in large
+batches (one round trip each for many jobs) while long ones are not hoarded.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ SETTLE_LINGER_SECONDS = 0.002  # gather a few more outcomes per statement, barel
 RETRY_PAUSE_SECONDS = 0.5  # after a Postgres or Redis error
 BURST_POLL_SECONDS = 0.05
 SHUTDOWN_SETTLE_TRIES = 5
+PREFETCH_HORIZON_SECONDS = 0.05
+MAX_ADAPTIVE_PREFETCH = 250
+RATE_WINDOW_SECONDS = 0.5  # how often the finishing rate behind the adaptive prefetch is updated
+THROTTLE_COUNT_SECONDS = 1.0  # a full worker counts its waiting queues at most this often
 WATCHDOG_SECONDS = (
     0.1  # how late a timeout may be noticed  # while stopping, then leave the rest to lease expiry
 )
@@ -139,9 +145,10 @@ class Worker:
         self._held: dict[uuid.UUID, _Held] = {}
         self._lock = threading.Lock()
         self._busy = 0  # claimed and not finished running (waiting for a slot, or running)
-        self._capacity = options.concurrency + (
-            options.concurrency if options.prefetch is None else options.prefetch
-        )
+        self._finished = 0  # attempts the slots finished, for the adaptive prefetch
+        self._rate_mark = (time.monotonic(), 0)
+        self._prefetch = options.concurrency if options.prefetch is None else options.prefetch
+        self._throttle_counted_at = 0.0
         self._slot_free = threading.Condition(self._lock)
         self._work: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
@@ -204,12 +211,18 @@ class Worker:
 
     def _claim_once(self) -> bool:
         """One turn of the claim loop; False when there was nothing to claim."""
-        if self._full():
+        if self._full() and time.monotonic() - self._throttle_counted_at >= THROTTLE_COUNT_SECONDS:
+            self._throttle_counted_at = time.monotonic()
             self._count_throttled()
         with self._lock:
-            while self._busy >= self._capacity and not self._stopping.is_set():
+            # Claim once a slot would otherwise idle, or half the prefetch is free: one round
+            # trip for a batch rather than one per freed slot.
+            while not self._stopping.is_set():
+                capacity = self._capacity()
+                free = capacity - self._busy
+                if self._busy < self.opt.concurrency or free >= max(1, self._prefetch // 2):
+                    break
                 self._slot_free.wait(timeout=0.2)
-            free = self._capacity - self._busy
         if self._stopping.is_set():
             return True
         token, retrying = uuid.uuid4(), self._unclaimed is not None
@@ -292,9 +305,21 @@ class Worker:
             except redis.RedisError:
                 pass  # the slots expire with the lease they were renewed for
 
+    def _capacity(self) -> int:
+        """concurrency + prefetch; the default prefetch follows the finishing rate. Lock held."""
+        if self.opt.prefetch is None:
+            now = time.monotonic()
+            since, finished = self._rate_mark
+            if now - since >= RATE_WINDOW_SECONDS:
+                rate = (self._finished - finished) / (now - since)
+                wanted = min(MAX_ADAPTIVE_PREFETCH, int(rate * PREFETCH_HORIZON_SECONDS))
+                self._prefetch = max(self.opt.concurrency, wanted)
+                self._rate_mark = (now, self._finished)
+        return self.opt.concurrency + self._prefetch
+
     def _full(self) -> bool:
         with self._lock:
-            return self._busy >= self._capacity
+            return self._busy >= self._capacity()
 
     def _count_throttled(self) -> None:
         """No free slot: counts one concurrency throttle per served queue with jobs waiting.
@@ -353,6 +378,7 @@ class Worker:
                 with self._lock:
                     held.done = True
                     self._busy -= 1
+                    self._finished += 1
                     self._slot_free.notify()
             if outcome is not None:
                 self._outcomes.put(outcome)
