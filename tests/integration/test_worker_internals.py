@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from jobs.models import Job
 from jobs.services import JobSpec, Outcome, claim_jobs, enqueue_job, enqueue_jobs
 from jobs.states import JobState
-from workers import broker, keys
+from workers import broker, keys, runtime
 from workers.runtime import Worker, WorkerOptions
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,3 +54,25 @@ def test_an_idempotent_repeat_matches_numbers_as_postgres_stores_them() -> None:
     first = enqueue_job("taskforge.echo", {"a": 1e23}, idempotency_key="big")
     again = enqueue_job("taskforge.echo", {"a": 1e23}, idempotency_key="big")
     assert not again.created and again.job.id == first.job.id
+
+
+def _capacity_after(worker: Worker, finished: int, seconds: float) -> int:
+    """The claim loop's capacity once `finished` attempts ended over the last `seconds`."""
+    worker._rate_mark = (time.monotonic() - seconds, worker._finished)
+    worker._finished += finished
+    with worker._lock:
+        return worker._capacity()
+
+
+def test_the_default_prefetch_follows_how_fast_slots_finish() -> None:
+    worker = Worker(WorkerOptions(worker_id="w", concurrency=5))
+    with worker._lock:
+        assert worker._capacity() == 10  # before any rate is known: prefetch = concurrency
+    # 1,000 attempts a second: what the slots finish in 50 ms, about 50, is claimed ahead.
+    assert 5 + 45 <= _capacity_after(worker, 1000, 1.0) <= 5 + 50
+    assert _capacity_after(worker, 100_000, 1.0) == 5 + runtime.MAX_ADAPTIVE_PREFETCH
+    # Long jobs (2 a second): back to concurrency, so they are not hoarded.
+    assert _capacity_after(worker, 2, 1.0) == 10
+    # An explicit --prefetch never moves.
+    fixed = Worker(WorkerOptions(worker_id="w2", concurrency=5, prefetch=0))
+    assert _capacity_after(fixed, 100_000, 1.0) == 5
