@@ -216,7 +216,11 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
     # nothing, so there is nothing to roll back); a batch must be all or nothing.
     single = len(rows) == 1 and not connection.in_atomic_block
     with contextlib.nullcontext() if single else transaction.atomic():
-        inserted = {row["id"]: _job_from_row(row) for row in sql.fetch(sql.ENQUEUE_JOBS, params)}
+        if len(rows) == 1:
+            statement, params = sql.ENQUEUE_ONE, {name: values[0] for name, values in params.items()}
+        else:
+            statement = sql.ENQUEUE_JOBS
+        inserted = {row["id"]: _job_from_row(row) for row in sql.fetch(statement, params)}
         existing = _existing_for_skipped(rows, inserted)
         results = []
         for index, row in enumerate(rows):

@@ -29,16 +29,28 @@ _READY_COLUMNS = "id, queue, priority, queued_at"
 # database clock (the one clock every process agrees on), else PENDING until next_run_at.
 # A row whose (queue, idempotency_key) exists is skipped by the partial unique index
 # jobs_idempotency_key_per_queue; the caller looks those up (concurrent inserts wait here).
-ENQUEUE_JOBS = """
+# The enqueue's input: (parameter, type, column) in the order of the statement's `i(...)`.
+_ENQUEUE_INPUT = [
+    ("ids", "uuid", "id"),
+    ("queues", "text", "queue"),
+    ("job_types", "text", "job_type"),
+    ("payloads", "text", "payload"),
+    ("priorities", "int", "priority"),
+    ("keys", "text", "idempotency_key"),
+    ("max_attempts", "int", "max_attempts"),
+    ("initial_delays", "int", "initial_delay_ms"),
+    ("backoffs", "float8", "backoff"),
+    ("max_delays", "int", "max_delay_ms"),
+    ("jitters", "bool", "jitter"),
+    ("timeouts", "int", "timeout_ms"),
+    ("run_ats", "timestamptz", "run_at_in"),
+    ("delays", "bigint", "delay_ms"),
+    ("traceparents", "text", "traceparent"),
+]
+_ENQUEUE = """
 WITH input AS (
   SELECT i.*, coalesce(i.run_at_in, now() + i.delay_ms * interval '1 millisecond') AS due_at
-  FROM unnest(%(ids)s::uuid[], %(queues)s::text[], %(job_types)s::text[], %(payloads)s::text[],
-              %(priorities)s::int[], %(keys)s::text[], %(max_attempts)s::int[],
-              %(initial_delays)s::int[], %(backoffs)s::float8[], %(max_delays)s::int[],
-              %(jitters)s::bool[], %(timeouts)s::int[], %(run_ats)s::timestamptz[],
-              %(delays)s::bigint[], %(traceparents)s::text[])
-    AS i(id, queue, job_type, payload, priority, idempotency_key, max_attempts, initial_delay_ms,
-         backoff, max_delay_ms, jitter, timeout_ms, run_at_in, delay_ms, traceparent)
+  FROM {source} AS i({columns})
 ), inserted AS (
   INSERT INTO jobs (id, queue, job_type, payload, state, priority, idempotency_key, attempt_count,
                     max_attempts, initial_delay_ms, backoff, max_delay_ms, jitter, timeout_ms,
@@ -60,6 +72,17 @@ WITH input AS (
 )
 SELECT * FROM inserted
 """
+_ENQUEUE_COLUMNS = ", ".join(column for _, _, column in _ENQUEUE_INPUT)
+ENQUEUE_JOBS = _ENQUEUE.format(
+    source="unnest(" + ", ".join(f"%({p})s::{t}[]" for p, t, _ in _ENQUEUE_INPUT) + ")",
+    columns=_ENQUEUE_COLUMNS,
+)
+# The same for one job, its parameters scalars: adapting fifteen one-element arrays cost more
+# client CPU than the rest of a single enqueue's statement.
+ENQUEUE_ONE = _ENQUEUE.format(
+    source="(VALUES (" + ", ".join(f"%({p})s::{t}" for p, t, _ in _ENQUEUE_INPUT) + "))",
+    columns=_ENQUEUE_COLUMNS,
+)
 
 # -- existing_by_key --
 # For enqueued rows skipped as idempotent repeats: the job holding each (queue, key), and
@@ -387,9 +410,11 @@ def fetch(query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         try:
             with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
                 cursor.execute(query, params)
-                if cursor.description is None:
+                # Names straight from the result: cursor.description builds an object per column.
+                result = cursor.pgresult
+                if result is None or not result.nfields:
                     return []
-                names = [col.name for col in cursor.description]
+                names = [result.fname(i).decode() for i in range(result.nfields)]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         except OperationalError as exc:
             deadlock = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
