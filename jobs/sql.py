@@ -399,7 +399,8 @@ def fetch(query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     A plain psycopg cursor binds parameters server-side, so Postgres prepares each named
     statement once per connection (prepare_threshold in settings) instead of planning it on
-    every call. Errors are wrapped into Django's, and it joins any atomic() block as usual.
+    every call. Results come in binary: parsing timestamps and uuids from text was the
+    largest client cost of a batch enqueue. Errors are wrapped into Django's, and it joins any atomic() block as usual.
     Outside an atomic() block a statement that lost a deadlock is simply run again: it was
     rolled back whole, and every statement here is safe to repeat.
     """
@@ -409,7 +410,7 @@ def fetch(query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         connection.validate_no_broken_transaction()
         try:
             with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-                cursor.execute(query, params)
+                cursor.execute(query, params, binary=True)
                 # Names straight from the result: cursor.description builds an object per column.
                 result = cursor.pgresult
                 if result is None or not result.nfields:
