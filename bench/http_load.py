@@ -64,7 +64,7 @@ def run_wrk(
             "wrk",
             f"-t{threads}",
             f"-c{connections}",
-            f"-d{seconds}s",
+            f"-d{seconds:g}s",
             "-s",
             script.name,
             f"http://127.0.0.1:{HTTP_PORT}{path}",
