@@ -400,7 +400,8 @@ def fetch(query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     A plain psycopg cursor binds parameters server-side, so Postgres prepares each named
     statement once per connection (prepare_threshold in settings) instead of planning it on
     every call. Results come in binary: parsing timestamps and uuids from text was the
-    largest client cost of a batch enqueue. Errors are wrapped into Django's, and it joins any atomic() block as usual.
+    largest client cost of a batch enqueue. Errors are wrapped into Django's, and it joins any
+    atomic() block as usual.
     Outside an atomic() block a statement that lost a deadlock is simply run again: it was
     rolled back whole, and every statement here is safe to repeat.
     """
