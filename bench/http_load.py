@@ -5,9 +5,10 @@
 Starts the API (gunicorn.conf.py, --gunicorn-workers processes) on the bench database, then
 runs the `wrk` load generator (Debian/Ubuntu: `apt-get install wrk`) for --seconds against
 `POST /jobs` (one job per request) and against `POST /jobs/batch` (--batch jobs per request),
-each with an operator's token. Prints requests/s, jobs/s, latency percentiles and errors as
-wrk counted them, checks the jobs in Postgres against the 201s, and reports the gunicorn
-workers' memory after warm-up and after each phase. Writes JSON under bench/results/. No
+each with an operator's token. Each phase is --segments wrk runs back to back. Prints
+requests/s, jobs/s, latency percentiles and errors as wrk counted them, the jobs Postgres
+holds afterwards, and the gunicorn workers' memory after warm-up and after each segment
+(flat memory shows as a plateau). Writes JSON under bench/results/. No
 worker runs: the jobs stay QUEUED, so only the API and its commits are measured.
 """
 
@@ -78,29 +79,43 @@ def run_wrk(
     return json.loads(line.removeprefix("WRK_JSON "))
 
 
-def _phase(name: str, path: str, body: str, per_request: int, args: argparse.Namespace, token: str) -> dict:
+def _phase(
+    name: str, path: str, body: str, per_request: int, args: argparse.Namespace, token: str, api: int
+) -> dict:
+    """--segments wrk runs back to back; the gunicorn workers' memory after each one."""
     from jobs.models import Job
 
     before = Job.objects.count()
-    summary = run_wrk(path, body, token, args.seconds, args.connections, args.threads)
+    segments = []
+    for _ in range(args.segments):
+        summary = run_wrk(path, body, token, args.seconds / args.segments, args.connections, args.threads)
+        summary["rss_mb"] = children_rss_mb(api)
+        segments.append(summary)
     created = Job.objects.count() - before
-    errors = sum(summary[k] for k in ("connect_errors", "read_errors", "write_errors", "non_2xx", "timeouts"))
-    seconds = summary["duration_us"] / 1e6
+    requests = sum(s["requests"] for s in segments)
+    seconds = sum(s["duration_us"] for s in segments) / 1e6
+    errors = sum(
+        s[k]
+        for s in segments
+        for k in ("connect_errors", "read_errors", "write_errors", "non_2xx", "timeouts")
+    )
     phase = {
-        "requests": summary["requests"],
-        "requests_per_sec": round(summary["requests"] / seconds, 1),
-        "jobs_per_sec": round(summary["requests"] * per_request / seconds, 1),
+        "requests": requests,
+        "requests_per_sec": round(requests / seconds, 1),
+        "jobs_per_sec": round(requests * per_request / seconds, 1),
         "jobs_in_postgres": created,
         "errors": errors,
-        "latency_ms": {
-            k.removesuffix("_us"): round(summary[k] / 1000, 2)
+        "latency_ms_worst_segment": {
+            k.removesuffix("_us"): round(max(s[k] for s in segments) / 1000, 2)
             for k in ("p50_us", "p90_us", "p99_us", "max_us")
         },
+        "rss_mb_after_each_segment": [s["rss_mb"] for s in segments],
     }
-    lat = "  ".join(f"{k} {v}" for k, v in phase["latency_ms"].items())
+    lat = "  ".join(f"{k} {v}" for k, v in phase["latency_ms_worst_segment"].items())
     print(
         f"{name:<6} {phase['requests_per_sec']:>9,.0f} req/s  {phase['jobs_per_sec']:>9,.0f} jobs/s"
-        f"  latency ms: {lat}  errors {errors}  jobs in postgres {created:,}",
+        f"  latency ms (worst segment): {lat}  errors {errors}  jobs in postgres {created:,}\n"
+        f"       gunicorn workers' RSS (MiB) after each segment: {phase['rss_mb_after_each_segment']}",
         flush=True,
     )
     return phase
@@ -116,6 +131,7 @@ def main() -> None:
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1000, help="jobs per POST /jobs/batch")
     parser.add_argument("--mode", choices=["single", "batch", "both"], default="both")
+    parser.add_argument("--segments", type=int, default=4, help="wrk runs per phase (memory after each)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
@@ -132,16 +148,13 @@ def main() -> None:
     try:
         single = json.dumps({"jobType": "taskforge.noop", "payload": {"n": 1}})
         run_wrk("/jobs", single, token, 2, args.connections, args.threads)  # warm-up
-        memory = {"after_warmup": children_rss_mb(api.pid)}
+        result["rss_mb_after_warmup"] = children_rss_mb(api.pid)
+        print(f"gunicorn workers' RSS (MiB) after warm-up: {result['rss_mb_after_warmup']}", flush=True)
         if args.mode in ("single", "both"):
-            result["single"] = _phase("single", "/jobs", single, 1, args, token)
-            memory["after_single"] = children_rss_mb(api.pid)
+            result["single"] = _phase("single", "/jobs", single, 1, args, token, api.pid)
         if args.mode in ("batch", "both"):
             batch = json.dumps({"jobs": [{"jobType": "taskforge.noop", "payload": {"n": 1}}] * args.batch})
-            result["batch"] = _phase("batch", "/jobs/batch", batch, args.batch, args, token)
-            memory["after_batch"] = children_rss_mb(api.pid)
-        result["gunicorn_worker_rss_mb"] = memory
-        print(f"gunicorn workers' RSS (MiB): {memory}", flush=True)
+            result["batch"] = _phase("batch", "/jobs/batch", batch, args.batch, args, token, api.pid)
     finally:
         stop([api])
     write_result("http-load", result)

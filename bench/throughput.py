@@ -103,10 +103,12 @@ def drain(env: dict[str, str], workers: int, concurrency: int, total: int) -> di
     deadline = time.monotonic() + 1800
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
-            for pid, samples in rss.items():
-                samples.append(rss_mb(pid))
             cursor.execute("SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'")
-            if cursor.fetchone()[0] >= total:
+            done = cursor.fetchone()[0]
+            if done:  # memory once every process is at work, until the end
+                for pid, samples in rss.items():
+                    samples.append(rss_mb(pid))
+            if done >= total:
                 break
             time.sleep(0.5)
         cursor.execute(
@@ -124,7 +126,7 @@ def drain(env: dict[str, str], workers: int, concurrency: int, total: int) -> di
         "jobs_per_sec": round(done / float(seconds), 1),
         "p50_claim_to_settle_ms": round(float(p50_run) * 1000, 2),
         "worker_rss_mb": [max(samples) for samples in workers_rss],
-        "scheduler_rss_mb": {"first": scheduler[0], "last": scheduler[-1], "max": max(scheduler)},
+        "scheduler_rss_mb": {"at_first_job": scheduler[0], "at_last_job": scheduler[-1]},
         "cost": cost,
     }
 
