@@ -248,10 +248,7 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
 
 
 def _job_from_row(row: dict[str, Any]) -> Job:
-    """A Job from a RETURNING * row (jsonb arrives as text on Django's connections)."""
-    for name in ("payload", "result"):
-        if isinstance(row[name], str):
-            row[name] = json.loads(row[name])
+    """A Job from a RETURNING * row of sql.fetch (binary results: jsonb arrives parsed)."""
     return Job(**row)
 
 
@@ -305,12 +302,12 @@ class ClaimedJob:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ClaimedJob:
-        payload = row["payload"]
+        """From a claim's row (sql.fetch: jsonb arrives parsed, a JSON string as a str)."""
         return cls(
             id=row["id"],
             queue=row["queue"],
             job_type=row["job_type"],
-            payload=json.loads(payload) if isinstance(payload, str) else payload,
+            payload=row["payload"],
             attempt=row["attempt_count"],
             policy=RetryPolicy(
                 row["max_attempts"],

@@ -106,6 +106,20 @@ def test_a_batch_is_all_or_nothing() -> None:
     assert len(results) == 300 and all(r.created for r in results)
 
 
+@pytest.mark.parametrize(
+    "payload", ["a JSON string", '{"looks": "like JSON"}', 12, 1.5, [1, "2"], True, {"a": [None]}]
+)
+def test_every_json_payload_comes_back_as_sent_one_by_one_in_batches_and_claimed(payload) -> None:
+    one = enqueue_job("taskforge.echo", payload).job
+    (batched, _) = [
+        r.job for r in enqueue_jobs([JobSpec("taskforge.echo", payload), JobSpec("taskforge.noop")])
+    ]
+    assert one.payload == payload and batched.payload == payload
+    claimed = {c.id: c.payload for c in claim_jobs(worker_id="w", ids=[one.id, batched.id], lease_seconds=30)}
+    assert claimed == {one.id: payload, batched.id: payload}
+    assert Job.objects.get(id=one.id).payload == payload
+
+
 def test_claim_is_guarded_and_counts_the_attempt() -> None:
     job = enqueue_job("taskforge.noop").job
     claimed = claim_jobs(worker_id="w1", ids=[job.id], lease_seconds=30)
