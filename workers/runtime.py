@@ -51,7 +51,10 @@ SHUTDOWN_SETTLE_TRIES = 5
 PREFETCH_HORIZON_SECONDS = 0.05
 MAX_ADAPTIVE_PREFETCH = 250
 RATE_WINDOW_SECONDS = 0.5  # how often the finishing rate behind the adaptive prefetch is updated
-THROTTLE_COUNT_SECONDS = 1.0  # a full worker counts its waiting queues at most this often
+THROTTLE_COUNT_SECONDS = 1.0
+# Finished attempts waiting for the settler before the claim loop waits for it: without this
+# bound a settler slower than the claims (a slow Postgres) let held jobs pile up without end.
+MAX_UNSETTLED = 2 * SETTLE_BATCH  # a full worker counts its waiting queues at most this often
 WATCHDOG_SECONDS = (
     0.1  # how late a timeout may be noticed  # while stopping, then leave the rest to lease expiry
 )
@@ -215,13 +218,7 @@ class Worker:
             self._throttle_counted_at = time.monotonic()
             self._count_throttled()
         with self._lock:
-            # Claim once a slot would otherwise idle, or half the prefetch is free: one round
-            # trip for a batch rather than one per freed slot.
-            while not self._stopping.is_set():
-                capacity = self._capacity()
-                free = capacity - self._busy
-                if self._busy < self.opt.concurrency or free >= max(1, self._prefetch // 2):
-                    break
+            while not self._stopping.is_set() and not (free := self._claimable()):
                 self._slot_free.wait(timeout=0.2)
         if self._stopping.is_set():
             return True
@@ -316,6 +313,19 @@ class Worker:
                 self._prefetch = max(self.opt.concurrency, wanted)
                 self._rate_mark = (now, self._finished)
         return self.opt.concurrency + self._prefetch
+
+    def _claimable(self) -> int:
+        """How many jobs to claim now; 0: wait. Lock held.
+
+        Once a slot would otherwise idle, or half the prefetch is free: one round trip for a
+        batch rather than one per freed slot. Never while the settler is MAX_UNSETTLED behind.
+        """
+        free = self._capacity() - self._busy
+        if len(self._held) - self._busy >= MAX_UNSETTLED:
+            return 0
+        if self._busy < self.opt.concurrency or free >= max(1, self._prefetch // 2):
+            return free
+        return 0
 
     def _full(self) -> bool:
         with self._lock:
@@ -480,6 +490,7 @@ class Worker:
         with self._lock:
             for outcome in outcomes:
                 self._held.pop(outcome.job_id, None)
+            self._slot_free.notify()  # the claim loop may be waiting for the settler
         self._free_slots(o.job_id for o in outcomes)
         return True
 

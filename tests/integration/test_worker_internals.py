@@ -76,3 +76,25 @@ def test_the_default_prefetch_follows_how_fast_slots_finish() -> None:
     # An explicit --prefetch never moves.
     fixed = Worker(WorkerOptions(worker_id="w2", concurrency=5, prefetch=0))
     assert _capacity_after(fixed, 100_000, 1.0) == 5
+
+
+def test_claiming_waits_while_the_settler_is_behind() -> None:
+    worker = Worker(WorkerOptions(worker_id="w", concurrency=5, prefetch=5))
+    job = claim_jobs(worker_id="w", ids=[enqueue_job("taskforge.noop").job.id], lease_seconds=30)[0]
+    with worker._lock:
+        assert worker._claimable() == 10  # idle: slots and prefetch are free
+        worker._busy = 9
+        assert worker._claimable() == 0  # 1 free, under half the prefetch: wait for more
+        worker._busy = 3
+        assert worker._claimable() == 7  # a slot would idle: claim now
+        # Finished attempts the settler has not written yet: past the bound, nothing is claimed,
+        # however idle the slots are, so a slow Postgres cannot make held jobs pile up.
+        done = {
+            uuid.uuid4(): runtime._Held(job, worker._context(job), done=True)
+            for _ in range(runtime.MAX_UNSETTLED)
+        }
+        worker._held.update(done)
+        worker._busy = 0
+        assert worker._claimable() == 0
+        worker._held.pop(next(iter(done)))
+        assert worker._claimable() == 10
