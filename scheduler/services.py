@@ -148,6 +148,10 @@ def sweep_unpublished() -> int:
             pass  # a damaged cursor restarts the sweep from the beginning
     rows = _queued_page(after, SWEEP_GRACE_MS, SWEEP_BATCH)
     missing = broker.missing_from_redis(_ready(rows))
+    if missing:
+        # Read again: a worker may have popped, claimed and acknowledged a job between the page
+        # read and the Redis check; a claimed job is no longer QUEUED (its claim commits first).
+        missing = _ready(sql.fetch(sql.QUEUED_JOBS_BY_ID, {"ids": [job.id for job in missing]}))
     broker.publish(missing)
     if len(rows) < SWEEP_BATCH:
         r.delete(keys.RECONCILE_CURSOR)  # wrap around

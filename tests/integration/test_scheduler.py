@@ -88,6 +88,22 @@ def test_sweep_republishes_a_job_whose_publish_was_lost(redis_db) -> None:
     assert redis_db.zscore(keys.queue_key("jobs:ready"), str(fine.id)) is not None
 
 
+def test_sweep_leaves_a_job_a_worker_claimed_between_its_two_reads(redis_db, monkeypatch) -> None:
+    job = enqueue_job("taskforge.noop").job
+    Job.objects.update(queued_at=timezone.now() - timedelta(minutes=1))
+    check = broker.missing_from_redis
+
+    def worker_claims_meanwhile(jobs):
+        # A worker pops, claims (commit) and acknowledges the job after the sweep read its page.
+        assert [claimed.id for claimed in claim_all("w")] == [job.id]  # claim_all also acknowledges
+        return check(jobs)
+
+    monkeypatch.setattr(broker, "missing_from_redis", worker_claims_meanwhile)
+    assert services.sweep_unpublished() == 0
+    assert redis_db.zcard(keys.queue_key("jobs:ready")) == 0  # not re-published: it is RUNNING
+    assert Job.objects.get(id=job.id).state == JobState.RUNNING
+
+
 def test_pruning_deletes_old_finished_jobs_with_their_events() -> None:
     old, recent = (enqueue_job("taskforge.noop").job for _ in range(2))
     now = timezone.now()
