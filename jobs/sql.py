@@ -230,7 +230,7 @@ SELECT {_READY_COLUMNS}, traceparent, job_type, attempt_count FROM moved
 # RUNNING jobs whose lease ran out (the worker died or hung) count a failed attempt: back to
 # QUEUED, or DLQ when attempts are exhausted, or CANCELED when a cancel was pending. The
 # guard re-checks the expiry under the row lock, so a lease renewed meanwhile is left alone.
-# Index: jobs_lease_idx.
+# Index: jobs_lease_expiry_idx.
 EXPIRE_LEASES = f"""
 WITH expired AS (
   SELECT id, lease_owner FROM jobs
