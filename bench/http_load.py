@@ -57,15 +57,17 @@ end
 def run_wrk(
     path: str, body: str, token: str, seconds: float, connections: int, threads: int
 ) -> dict[str, Any]:
-    """One wrk run; its summary as a dict."""
+    """One wrk run (10 s request timeout, so a slow batch is a latency, not an error)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % {"token": token, "body": json.dumps(body)})
     out = subprocess.run(
         [
             "wrk",
-            f"-t{threads}",
+            f"-t{min(threads, connections)}",
             f"-c{connections}",
             f"-d{seconds:g}s",
+            "--timeout",
+            "10s",
             "-s",
             script.name,
             f"http://127.0.0.1:{HTTP_PORT}{path}",
@@ -80,7 +82,14 @@ def run_wrk(
 
 
 def _phase(
-    name: str, path: str, body: str, per_request: int, args: argparse.Namespace, token: str, api: int
+    name: str,
+    path: str,
+    body: str,
+    per_request: int,
+    connections: int,
+    args: argparse.Namespace,
+    token: str,
+    api: int,
 ) -> dict:
     """--segments wrk runs back to back; the gunicorn workers' memory after each one."""
     from jobs.models import Job
@@ -88,7 +97,7 @@ def _phase(
     before = Job.objects.count()
     segments = []
     for _ in range(args.segments):
-        summary = run_wrk(path, body, token, args.seconds / args.segments, args.connections, args.threads)
+        summary = run_wrk(path, body, token, args.seconds / args.segments, connections, args.threads)
         summary["rss_mb"] = children_rss_mb(api)
         segments.append(summary)
     created = Job.objects.count() - before
@@ -127,6 +136,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--connections", type=int, default=8, help="wrk's open connections")
+    parser.add_argument("--batch-connections", type=int, default=2, help="wrk's connections for batches")
     parser.add_argument("--threads", type=int, default=2, help="wrk's threads")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1000, help="jobs per POST /jobs/batch")
@@ -143,6 +153,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "gunicorn_workers": args.gunicorn_workers,
         "connections": args.connections,
+        "batch_connections": args.batch_connections,
         "seconds": args.seconds,
     }
     try:
@@ -151,10 +162,12 @@ def main() -> None:
         result["rss_mb_after_warmup"] = children_rss_mb(api.pid)
         print(f"gunicorn workers' RSS (MiB) after warm-up: {result['rss_mb_after_warmup']}", flush=True)
         if args.mode in ("single", "both"):
-            result["single"] = _phase("single", "/jobs", single, 1, args, token, api.pid)
+            result["single"] = _phase("single", "/jobs", single, 1, args.connections, args, token, api.pid)
         if args.mode in ("batch", "both"):
             batch = json.dumps({"jobs": [{"jobType": "taskforge.noop", "payload": {"n": 1}}] * args.batch})
-            result["batch"] = _phase("batch", "/jobs/batch", batch, args.batch, args, token, api.pid)
+            result["batch"] = _phase(
+                "batch", "/jobs/batch", batch, args.batch, args.batch_connections, args, token, api.pid
+            )
     finally:
         stop([api])
     write_result("http-load", result)
