@@ -47,17 +47,15 @@ SETTLE_BATCH = 500
 SETTLE_LINGER_SECONDS = 0.002  # gather a few more outcomes per statement, barely adding latency
 RETRY_PAUSE_SECONDS = 0.5  # after a Postgres or Redis error
 BURST_POLL_SECONDS = 0.05
-SHUTDOWN_SETTLE_TRIES = 5
-PREFETCH_HORIZON_SECONDS = 0.05
+SHUTDOWN_SETTLE_TRIES = 5  # while stopping, then leave the rest to lease expiry
+PREFETCH_HORIZON_SECONDS = 0.05  # the default prefetch: what the slots finish in this long
 MAX_ADAPTIVE_PREFETCH = 250
 RATE_WINDOW_SECONDS = 0.5  # how often the finishing rate behind the adaptive prefetch is updated
-THROTTLE_COUNT_SECONDS = 1.0
+THROTTLE_COUNT_SECONDS = 1.0  # a full worker counts its waiting queues at most this often
 # Finished attempts waiting for the settler before the claim loop waits for it: without this
 # bound a settler slower than the claims (a slow Postgres) let held jobs pile up without end.
-MAX_UNSETTLED = 2 * SETTLE_BATCH  # a full worker counts its waiting queues at most this often
-WATCHDOG_SECONDS = (
-    0.1  # how late a timeout may be noticed  # while stopping, then leave the rest to lease expiry
-)
+MAX_UNSETTLED = 2 * SETTLE_BATCH
+WATCHDOG_SECONDS = 0.1  # how late a timeout may be noticed
 
 
 @dataclass
@@ -376,6 +374,12 @@ class Worker:
             if self._stopping.is_set():  # stopping: claimed jobs not yet started go back at once
                 with self._lock:
                     self._unstarted[held.job.id] = held.job.lease_token
+                    self._busy -= 1
+                    self._slot_free.notify()
+                continue
+            if held.ctx.lease_lost:  # lost while it waited (expired, moved by an operator): not ours
+                with self._lock:
+                    held.done = True  # the next heartbeat forgets it
                     self._busy -= 1
                     self._slot_free.notify()
                 continue

@@ -10,6 +10,7 @@ import pytest
 from jobs.models import Job
 from jobs.services import JobSpec, Outcome, claim_jobs, enqueue_job, enqueue_jobs
 from jobs.states import JobState
+from tests.handlers import EXECUTIONS_KEY
 from workers import broker, keys, runtime
 from workers.runtime import Worker, WorkerOptions
 
@@ -98,3 +99,24 @@ def test_claiming_waits_while_the_settler_is_behind() -> None:
         assert worker._claimable() == 0
         worker._held.pop(next(iter(done)))
         assert worker._claimable() == 10
+
+
+def test_a_claimed_job_whose_lease_went_while_it_waited_is_not_run(redis_db) -> None:
+    worker = Worker(WorkerOptions(worker_id="w", concurrency=1))
+    lost, kept = claim_jobs(
+        worker_id="w", ids=[enqueue_job("tests.record").job.id for _ in range(2)], lease_seconds=30
+    )
+    with worker._lock:
+        for job in (lost, kept):
+            worker._held[job.id] = runtime._Held(job, worker._context(job))
+            worker._busy += 1
+            worker._work.put(worker._held[job.id])
+    worker._held[lost.id].ctx.mark_lease_lost()  # e.g. the heartbeat found it expired or moved
+    worker._work.put(None)
+    worker._slot_loop()  # runs what is queued, then stops at the None
+    assert redis_db.lrange(EXECUTIONS_KEY, 0, -1) == [f"{kept.id}:1"]
+    assert worker._busy == 0 and worker._held[lost.id].done
+    outcomes = []
+    while not worker._outcomes.empty():
+        outcomes.append(worker._outcomes.get_nowait())
+    assert [outcome.job_id for outcome in outcomes] == [kept.id]  # only the run one settles
