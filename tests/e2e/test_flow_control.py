@@ -64,4 +64,10 @@ def test_a_killed_worker_gives_its_concurrency_slots_back(spawn) -> None:
         timeout=30,
         what="the slot to return",
     )
-    assert Job.objects.get(id=first.id).state == JobState.DLQ  # its one attempt died with the worker
+    # Its one attempt died with the worker. The slot (a Redis entry) and the lease (the
+    # scheduler's sweep of Postgres) run out independently, so this can come a tick later.
+    wait_for(
+        lambda: Job.objects.get(id=first.id).state == JobState.DLQ,
+        timeout=10,
+        what="the dead worker's job to reach the DLQ",
+    )
