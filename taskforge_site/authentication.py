@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -41,6 +42,16 @@ WHERE t.key = %(key)s
 """
 
 
+@functools.cache
+def _token_statement() -> str:
+    """_TOKEN_WITH_GRANTS for the user model, built once: its text is also its prepared name."""
+    user_model = get_user_model()
+    return _TOKEN_WITH_GRANTS.format(
+        user_columns=", ".join(f'u."{field.column}"' for field in user_model._meta.concrete_fields),
+        user_table=f'"{user_model._meta.db_table}"',
+    )
+
+
 class RoleTokenAuthentication(TokenAuthentication):
     """DRF's token authentication that reads the caller's role in the same statement.
 
@@ -51,11 +62,7 @@ class RoleTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
         user_model = get_user_model()
         fields = user_model._meta.concrete_fields
-        query = _TOKEN_WITH_GRANTS.format(
-            user_columns=", ".join(f'u."{field.column}"' for field in fields),
-            user_table=f'"{user_model._meta.db_table}"',
-        )
-        rows = sql.fetch(query, {"key": key, "permissions": list(ROLE_PERMISSIONS)})
+        rows = sql.fetch(_token_statement(), {"key": key, "permissions": list(ROLE_PERMISSIONS)})
         if not rows:
             raise AuthenticationFailed(_("Invalid token."))
         row = rows[0]
