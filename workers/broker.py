@@ -88,20 +88,47 @@ def fast_client() -> redis.Redis:
     return _probe_client()
 
 
+# The publish script: ZADDs ids into their ready queues, registers the queues and wakes idle
+# workers, as one command. KEYS[1] is the known-queues set, KEYS[1 + i] queue i's ready ZSET;
+# ARGV[1] the wake-up channel, ARGV[2] the number of queues, then per queue its name and
+# member count, then every queue's (score, id) pairs in queue order. ZADD takes the pairs in
+# slices: unpack() of a whole large batch would overflow Lua's stack.
+_PUBLISH_SCRIPT = """
+local n = tonumber(ARGV[2])
+local at = 3 + 2 * n
+for i = 1, n do
+  local name, count = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
+  local last = at + 2 * count - 1
+  for first = at, last, 2000 do
+    redis.call('ZADD', KEYS[1 + i], unpack(ARGV, first, math.min(first + 1999, last)))
+  end
+  at = last + 1
+  redis.call('SADD', KEYS[1], name)
+  redis.call('PUBLISH', ARGV[1], name)
+end
+return n
+"""
+
+
 def publish(jobs: Sequence[ReadyJob]) -> None:
-    """Adds jobs to their ready queues and wakes idle workers (idempotent: ZADD)."""
+    """Adds jobs to their ready queues and wakes idle workers (idempotent: ZADD).
+
+    One script call however many queues: it was a pipeline of three commands per queue, and
+    redis-py's per-command packing and parsing was a tenth of a single POST /jobs.
+    """
     if not jobs:
         return
-    by_queue: dict[str, dict[str, int]] = {}
+    by_queue: dict[str, list[Any]] = {}
     for job in jobs:
-        by_queue.setdefault(job.queue, {})[str(job.id)] = ready_score(job.priority, job.queued_at)
-    pipe = client().pipeline(transaction=False)
-    for queue, members in by_queue.items():
-        pipe.zadd(keys.queue_key(queue), members)
-    pipe.sadd(keys.QUEUES, *by_queue)
-    for queue in by_queue:
-        pipe.publish(keys.WAKEUP_CHANNEL, queue)
-    pipe.execute()
+        by_queue.setdefault(job.queue, []).extend((ready_score(job.priority, job.queued_at), str(job.id)))
+    header: list[Any] = [keys.WAKEUP_CHANNEL, len(by_queue)]
+    for queue, pairs in by_queue.items():
+        header += [queue, len(pairs) // 2]
+    _scripts()["publish"](
+        keys=[keys.QUEUES, *map(keys.queue_key, by_queue)],
+        args=header + [item for pairs in by_queue.values() for item in pairs],
+        client=client(),
+    )
 
 
 # The "quietly" steps below catch any exception, not only RedisError. They tell Redis about a
@@ -281,6 +308,7 @@ return 0
 def _scripts() -> dict[str, Any]:
     r = client()
     return {
+        "publish": r.register_script(_PUBLISH_SCRIPT),
         "pop": r.register_script(_POP_SCRIPT),
         "unlock": r.register_script(_UNLOCK_SCRIPT),
         "set_epoch": r.register_script(_SET_EPOCH_SCRIPT),

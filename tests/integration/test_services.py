@@ -212,3 +212,22 @@ def test_ready_queue_orders_by_priority_then_age() -> None:
     from workers import broker
 
     assert broker.pop_ready(["jobs:ready"], 10, fair=False).ids == [high.id, old.id, new.id, low.id]
+
+
+def test_one_publish_fills_every_queue_of_a_large_batch_and_wakes_workers(redis_db) -> None:
+    from workers import broker
+
+    now = timezone.now()
+    jobs = [broker.ReadyJob(uuid.uuid4(), "big", i % 7, now) for i in range(2_500)]
+    jobs += [broker.ReadyJob(uuid.uuid4(), "small", 0, now) for _ in range(3)]
+    wakeups = redis_db.pubsub(ignore_subscribe_messages=True)
+    wakeups.subscribe(keys.WAKEUP_CHANNEL)
+    wakeups.get_message(timeout=1)  # the subscribe confirmation
+    broker.publish(jobs)
+    for queue, expected in (("big", jobs[:2_500]), ("small", jobs[2_500:])):
+        stored = dict(redis_db.zrange(keys.queue_key(queue), 0, -1, withscores=True))
+        assert stored == {str(j.id): broker.ready_score(j.priority, j.queued_at) for j in expected}
+    assert redis_db.smembers(keys.QUEUES) >= {"big", "small"}
+    woken = [wakeups.get_message(timeout=1) for _ in range(2)]
+    assert sorted(m["data"] for m in woken if m) == ["big", "small"]
+    wakeups.close()
