@@ -159,7 +159,10 @@ class JobEvent(models.Model):
     id = models.BigAutoField(primary_key=True)
     # No database FK: events are only written by the statements that move their job (so the job
     # exists), and a deferred FK check would cost a lookup per event on the hot path.
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events", db_constraint=False)
+    # No index of its own either: job_events_job_idx (job, id) serves lookups by job.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="events", db_constraint=False, db_index=False
+    )
     type = models.CharField(max_length=32)
     at = models.DateTimeField(db_default=Now())
     attempt = models.IntegerField(default=0)
