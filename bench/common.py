@@ -129,8 +129,35 @@ def rss_mb(pid: int) -> float:
 
 def children_rss_mb(pid: int) -> list[float]:
     """RSS of a process's children (gunicorn's workers), in MiB."""
+    return [rss_mb(child) for child in children_pids(pid)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (exited ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (all CPUs, steal excluded), from /proc/stat.
+
+    On a shared virtual machine throughput swings with the neighbours; CPU per request does
+    much less, so the benchmarks report both.
+    """
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def children_pids(pid: int) -> list[int]:
+    """A process's children (gunicorn's workers)."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [rss_mb(int(child)) for child in out.split()]
+    return [int(child) for child in out.split()]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     HTTP_PORT,
+    children_pids,
     children_rss_mb,
+    cpu_seconds,
+    machine_busy_seconds,
     operator_token,
     reset,
     setup,
@@ -96,10 +99,13 @@ def _phase(
 
     before = Job.objects.count()
     segments = []
+    workers = children_pids(api)
+    api_cpu, machine_cpu = cpu_seconds(workers), machine_busy_seconds()
     for _ in range(args.segments):
         summary = run_wrk(path, body, token, args.seconds / args.segments, connections, args.threads)
         summary["rss_mb"] = children_rss_mb(api)
         segments.append(summary)
+    api_cpu, machine_cpu = cpu_seconds(workers) - api_cpu, machine_busy_seconds() - machine_cpu
     created = Job.objects.count() - before
     requests = sum(s["requests"] for s in segments)
     seconds = sum(s["duration_us"] for s in segments) / 1e6
@@ -119,11 +125,16 @@ def _phase(
             for k in ("p50_us", "p90_us", "p99_us", "max_us")
         },
         "rss_mb_after_each_segment": [s["rss_mb"] for s in segments],
+        # CPU per request: steadier than requests/s on a shared machine (see machine_busy_seconds)
+        "api_cpu_ms_per_request": round(api_cpu * 1000 / requests, 3),
+        "machine_cpu_ms_per_request": round(machine_cpu * 1000 / requests, 3),
     }
     lat = "  ".join(f"{k} {v}" for k, v in phase["latency_ms_worst_segment"].items())
     print(
         f"{name:<6} {phase['requests_per_sec']:>9,.0f} req/s  {phase['jobs_per_sec']:>9,.0f} jobs/s"
         f"  latency ms (worst segment): {lat}  errors {errors}  jobs in postgres {created:,}\n"
+        f"       CPU ms per request: gunicorn workers {phase['api_cpu_ms_per_request']}, whole machine"
+        f" {phase['machine_cpu_ms_per_request']} (wrk, Postgres and Redis included)\n"
         f"       gunicorn workers' RSS (MiB) after each segment: {phase['rss_mb_after_each_segment']}",
         flush=True,
     )
