@@ -407,6 +407,8 @@ def fetch(query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """
     retries = 0
     while True:
+        # As Django's own cursors do: once per request, replace a connection Postgres dropped.
+        connection.close_if_health_check_failed()
         connection.ensure_connection()
         connection.validate_no_broken_transaction()
         try:

@@ -74,7 +74,7 @@ TEMPLATES = [
 _pg = TASKFORGE.postgres
 DATABASES = {
     "default": {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "taskforge_site.postgres",  # Django's, with a health check without a round trip
         "NAME": _pg.get("dbname", ""),
         "USER": _pg.get("user", ""),
         "PASSWORD": _pg.get("password", ""),
