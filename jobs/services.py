@@ -7,6 +7,7 @@ transaction; Redis is told only after the commit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import traceback
@@ -247,9 +248,20 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
     return results
 
 
+@functools.cache
+def _job_fields() -> tuple[list[str], list[str]]:
+    fields = Job._meta.concrete_fields
+    return [f.attname for f in fields], [f.column for f in fields]
+
+
 def _job_from_row(row: dict[str, Any]) -> Job:
-    """A Job from a RETURNING * row of sql.fetch (binary results: jsonb arrives parsed)."""
-    return Job(**row)
+    """A Job from a RETURNING * row of sql.fetch (binary results: jsonb arrives parsed).
+
+    Model.from_db takes the values positionally, half the cost of Job(**row) for a batch's
+    thousand rows; they are picked by column name, so the table's column order never matters.
+    """
+    names, columns = _job_fields()
+    return Job.from_db(connection.alias, names, [row[column] for column in columns])
 
 
 def _existing_for_skipped(
