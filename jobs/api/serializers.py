@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from jobs.models import LIMITS, MAX_QUEUE_CONCURRENCY, MAX_RATE_PER_SEC, Job, JobEvent
 from jobs.services import JobSpec, storable_text
@@ -93,17 +95,42 @@ class StrictSerializer(serializers.Serializer):
             for name, field in self._declared_fields.items()
         }
 
+    _given: Collection[str] | None = None  # the keys of the body being validated
+
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {
-                        storable_text(name): [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
-                        for name in unknown
-                    }
-                )
-        return super().to_internal_value(data)
+        if not isinstance(data, dict):
+            return super().to_internal_value(data)
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {
+                    storable_text(name): [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
+                    for name in unknown
+                }
+            )
+        self._given = data
+        try:
+            return super().to_internal_value(data)
+        finally:
+            self._given = None
+
+    @property
+    def _writable_fields(self) -> Iterator[serializers.Field]:
+        """The fields DRF validates, less those it would skip for being left out of the body.
+
+        DRF runs every field and skips a left-out one by raising SkipField: for an optional
+        field without a default (for any field of a partial update). A job usually gives 2 of
+        its 13 fields, so a 1,000-job batch raised 11,000 exceptions. Left out here, they end
+        the same. Only for a JSON object: HTML form input fills left-out fields in.
+        """
+        given, partial = self._given, getattr(self.root, "partial", False)
+        for field in super()._writable_fields:
+            if (
+                given is None
+                or field.field_name in given
+                or (not partial and (field.required or field.default is not empty))
+            ):
+                yield field
 
 
 # What each job field means, with its unit; the OpenAPI document shows these.
