@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection, Iterator
+from datetime import datetime, tzinfo
 from typing import Any
 
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 from rest_framework.fields import empty
+from rest_framework.settings import ISO_8601, api_settings
 
 from jobs.models import LIMITS, MAX_QUEUE_CONCURRENCY, MAX_RATE_PER_SEC, Job, JobEvent
 from jobs.services import JobSpec, storable_text
@@ -242,7 +245,25 @@ class JobBatchSerializer(StrictSerializer):
 
 
 # Per serializer class: (output name, attribute path, bound field), built once.
-_READABLE_FIELDS: dict[type, list[tuple[str, list[str], serializers.Field]]] = {}
+_READABLE_FIELDS: dict[type, list[tuple[str, list[str], serializers.Field, bool]]] = {}
+
+
+def _plain_iso(field: serializers.Field) -> bool:
+    """A DateTimeField that renders ISO 8601 in the current time zone (DRF's default)."""
+    return (
+        isinstance(field, serializers.DateTimeField)
+        and getattr(field, "format", api_settings.DATETIME_FORMAT) == ISO_8601
+        and not hasattr(field, "timezone")
+    )
+
+
+def _iso(value: datetime, tz: tzinfo) -> str:
+    """DateTimeField.to_representation of an aware datetime, at a third of its cost.
+
+    DRF looks the time zone up again for every value; a 1,000-job batch renders 3,000.
+    """
+    text = value.astimezone(tz).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class CamelModelSerializer(serializers.ModelSerializer):
@@ -258,14 +279,27 @@ class CamelModelSerializer(serializers.ModelSerializer):
     def to_representation(self, instance: Any) -> dict[str, Any]:
         fields = _READABLE_FIELDS.get(type(self))
         if fields is None:
-            fields = [(name, f.source_attrs, f) for name, f in self.fields.items() if not f.write_only]
+            fields = [
+                (name, f.source_attrs, f, _plain_iso(f))
+                for name, f in self.fields.items()
+                if not f.write_only
+            ]
             _READABLE_FIELDS[type(self)] = fields
+        tz = timezone.get_current_timezone()
         out: dict[str, Any] = {}
-        for name, path, field in fields:
+        for name, path, field, iso in fields:
             value = instance
             for attr in path:
                 value = getattr(value, attr)
-            out[name] = None if value is None else field.to_representation(value)
+            if value is None:
+                out[name] = None
+            elif iso and isinstance(value, datetime) and value.tzinfo is not None:
+                try:
+                    out[name] = _iso(value, tz)
+                except OverflowError:  # beyond year 1-9999 in this zone: DRF's error
+                    out[name] = field.to_representation(value)
+            else:
+                out[name] = field.to_representation(value)
         return out
 
     def get_fields(self) -> dict[str, serializers.Field]:
