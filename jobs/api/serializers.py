@@ -7,11 +7,13 @@ from collections.abc import Collection, Iterator
 from datetime import datetime, tzinfo
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 from rest_framework.fields import empty
 from rest_framework.settings import ISO_8601, api_settings
+from rest_framework.utils import html
 
 from jobs.models import LIMITS, MAX_QUEUE_CONCURRENCY, MAX_RATE_PER_SEC, Job, JobEvent
 from jobs.services import JobSpec, storable_text
@@ -111,6 +113,8 @@ class StrictSerializer(serializers.Serializer):
                     for name in unknown
                 }
             )
+        if html.is_html_input(data):  # a QueryDict: DRF fills left-out fields in
+            return super().to_internal_value(data)
         self._given = data
         try:
             return super().to_internal_value(data)
@@ -124,7 +128,7 @@ class StrictSerializer(serializers.Serializer):
         DRF runs every field and skips a left-out one by raising SkipField: for an optional
         field without a default (for any field of a partial update). A job usually gives 2 of
         its 13 fields, so a 1,000-job batch raised 11,000 exceptions. Left out here, they end
-        the same. Only for a JSON object: HTML form input fills left-out fields in.
+        the same.
         """
         given, partial = self._given, getattr(self.root, "partial", False)
         for field in super()._writable_fields:
@@ -249,12 +253,21 @@ _READABLE_FIELDS: dict[type, list[tuple[str, list[str], serializers.Field, bool]
 
 
 def _plain_iso(field: serializers.Field) -> bool:
-    """A DateTimeField that renders ISO 8601 in the current time zone (DRF's default)."""
+    """A plain DateTimeField with neither its own format nor its own time zone.
+
+    Whether the settings make it render ISO 8601 in the current zone is checked per object
+    (_iso_settings): they can change (override_settings), this answer is cached per class.
+    """
     return (
-        isinstance(field, serializers.DateTimeField)
-        and getattr(field, "format", api_settings.DATETIME_FORMAT) == ISO_8601
+        type(field) is serializers.DateTimeField
+        and not hasattr(field, "format")
         and not hasattr(field, "timezone")
     )
+
+
+def _iso_settings() -> bool:
+    """DRF's defaults: ISO 8601 output, aware datetimes in the current time zone."""
+    return settings.USE_TZ and str(api_settings.DATETIME_FORMAT).lower() == ISO_8601
 
 
 def _iso(value: datetime, tz: tzinfo) -> str:
@@ -285,7 +298,7 @@ class CamelModelSerializer(serializers.ModelSerializer):
                 if not f.write_only
             ]
             _READABLE_FIELDS[type(self)] = fields
-        tz = timezone.get_current_timezone()
+        tz = timezone.get_current_timezone() if _iso_settings() else None
         out: dict[str, Any] = {}
         for name, path, field, iso in fields:
             value = instance
@@ -293,7 +306,7 @@ class CamelModelSerializer(serializers.ModelSerializer):
                 value = getattr(value, attr)
             if value is None:
                 out[name] = None
-            elif iso and isinstance(value, datetime) and value.tzinfo is not None:
+            elif iso and tz is not None and isinstance(value, datetime) and value.tzinfo is not None:
                 try:
                     out[name] = _iso(value, tz)
                 except OverflowError:  # beyond year 1-9999 in this zone: DRF's error

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone as django_timezone
 from rest_framework import serializers
 
@@ -35,3 +36,28 @@ def test_datetimes_render_as_drf_renders_them(zone: str, moment: datetime) -> No
         data = JobSerializer(job).data
     assert data["createdAt"] == data["updatedAt"] == data["queuedAt"] == expected
     assert data["startedAt"] is None
+
+
+class _OwnFormat(JobSerializer):
+    created_at = serializers.DateTimeField(format="%Y-%m")
+
+    class Meta(JobSerializer.Meta):
+        pass
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"USE_TZ": False}, {"REST_FRAMEWORK": {"DATETIME_FORMAT": "%Y"}}, {}],
+    ids=["USE_TZ off", "DRF format", "defaults"],
+)
+def test_settings_and_naive_values_keep_drf_s_own_rendering(overrides: dict) -> None:
+    aware, naive = MOMENTS[0], MOMENTS[0].replace(tzinfo=None)
+    job = Job(id=uuid.uuid4(), queue="q", job_type="t", payload={}, state="QUEUED", created_at=aware)
+    job.updated_at, job.queued_at = naive, aware
+    # Not UTC: a naive value read as the machine's local time would show.
+    with override_settings(**overrides), django_timezone.override("Asia/Kolkata"):
+        field = serializers.DateTimeField()
+        data = JobSerializer(job).data
+        assert data["createdAt"] == data["queuedAt"] == field.to_representation(aware)
+        assert data["updatedAt"] == field.to_representation(naive)
+        assert _OwnFormat(job).data["createdAt"] == "2026-11"

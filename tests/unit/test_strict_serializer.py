@@ -7,13 +7,35 @@ import itertools
 from typing import Any
 
 import pytest
+from django.http import QueryDict
 from rest_framework import serializers
 
 from dlq.api.serializers import BulkReplaySerializer
-from jobs.api.serializers import ActionSerializer, JobCreateSerializer, QueueSettingsUpdateSerializer
+from jobs.api.serializers import (
+    MAX_BATCH,
+    ActionSerializer,
+    JobBatchSerializer,
+    JobCreateSerializer,
+    QueueSettingsUpdateSerializer,
+    StrictSerializer,
+)
 from scheduler.api.serializers import ScheduleWriteSerializer
 
+
+class Defaults(StrictSerializer):
+    """Falsy defaults: DRF keeps them for a left-out field, so the fast path must too."""
+
+    none = serializers.IntegerField(required=False, allow_null=True, default=None)
+    zero = serializers.IntegerField(required=False, default=0)
+    false = serializers.BooleanField(required=False, default=False)
+    empty_text = serializers.CharField(required=False, allow_blank=True, default="")
+    called = serializers.ListField(required=False, default=list)
+    plain = serializers.IntegerField(required=False)
+    needed = serializers.CharField()
+
+
 STRICT = [
+    Defaults,
     JobCreateSerializer,
     ScheduleWriteSerializer,
     QueueSettingsUpdateSerializer,
@@ -77,3 +99,21 @@ def test_a_left_out_field_with_a_default_still_gets_it() -> None:
     serializer = JobCreateSerializer(data={"jobType": "taskforge.noop"})
     assert serializer.is_valid(), serializer.errors
     assert serializer.validated_data == {"jobType": "taskforge.noop", "payload": {}}
+
+
+def test_a_batch_validates_its_items_exactly_as_drf_does() -> None:
+    plain_batch = type(
+        "PlainBatch",
+        (serializers.Serializer,),
+        {"jobs": _plain_twin(JobCreateSerializer)(many=True, allow_empty=False, max_length=MAX_BATCH)},
+    )
+    items = _bodies(JobCreateSerializer)
+    for start in range(0, len(items), 7):  # batches mixing valid and invalid items
+        body = {"jobs": items[start : start + 7]}
+        assert _outcome(JobBatchSerializer, body, False) == _outcome(plain_batch, body, False), body
+
+
+def test_form_input_gets_drf_s_form_defaults() -> None:
+    body = QueryDict("jobType=taskforge.noop")
+    plain = _plain_twin(JobCreateSerializer)
+    assert _outcome(JobCreateSerializer, body, False) == _outcome(plain, body, False)
