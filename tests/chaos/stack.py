@@ -78,6 +78,16 @@ class Service:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def handles_sigterm(self) -> bool:
+        """Whether the process has installed its SIGTERM handler (SigCgt in /proc), so a stop now
+        is the graceful one; before that, SIGTERM's default action simply kills it."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+        return bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
+
     def signal(self, sig: int) -> None:
         self.expect_exit = True
         if self.alive():
@@ -318,7 +328,11 @@ class Stack:
         self.ended.append(Ended(name, pid, how))
 
     def restart(self, name: str, **env: str) -> None:
-        self.services[name].start(**env)
+        """Starts the process again and waits until it handles SIGTERM: a fault that stops it
+        while it still imports Django would only test Python's default signal action."""
+        service = self.services[name]
+        service.start(**env)
+        wait_until(lambda: service.handles_sigterm() or not service.alive(), 60, f"{name} to start")
 
     def revive_crashed(self) -> list[Ended]:
         """Restarts processes that exited without being told to, and returns them (each is a bug)."""
