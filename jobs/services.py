@@ -7,7 +7,6 @@ transaction; Redis is told only after the commit.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import traceback
@@ -221,7 +220,7 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
             statement, params = sql.ENQUEUE_ONE, {name: values[0] for name, values in params.items()}
         else:
             statement = sql.ENQUEUE_JOBS
-        inserted = {row["id"]: _job_from_row(row) for row in sql.fetch(statement, params)}
+        inserted = {row["id"]: sql.model_from_row(Job, row) for row in sql.fetch(statement, params)}
         existing = _existing_for_skipped(rows, inserted)
         results = []
         for index, row in enumerate(rows):
@@ -248,22 +247,6 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
     return results
 
 
-@functools.cache
-def _job_fields() -> tuple[list[str], list[str]]:
-    fields = Job._meta.concrete_fields
-    return [f.attname for f in fields], [f.column for f in fields]
-
-
-def _job_from_row(row: dict[str, Any]) -> Job:
-    """A Job from a RETURNING * row of sql.fetch (binary results: jsonb arrives parsed).
-
-    Model.from_db takes the values positionally, half the cost of Job(**row) for a batch's
-    thousand rows; they are picked by column name, so the table's column order never matters.
-    """
-    names, columns = _job_fields()
-    return Job.from_db(connection.alias, names, [row[column] for column in columns])
-
-
 def _existing_for_skipped(
     rows: list[dict[str, Any]], inserted: Mapping[uuid.UUID, Job]
 ) -> dict[int, tuple[bool, Job]]:
@@ -283,7 +266,9 @@ def _existing_for_skipped(
             "payloads": [r["payload"] for _, r in skipped],
         },
     )
-    return {skipped[row.pop("n") - 1][0]: (row.pop("same_job"), _job_from_row(row)) for row in found}
+    return {
+        skipped[row.pop("n") - 1][0]: (row.pop("same_job"), sql.model_from_row(Job, row)) for row in found
+    }
 
 
 def enqueue_job(job_type: str, payload: Any = None, **options: Any) -> EnqueueResult:

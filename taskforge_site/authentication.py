@@ -60,15 +60,11 @@ class RoleTokenAuthentication(TokenAuthentication):
     """
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
-        user_model = get_user_model()
-        fields = user_model._meta.concrete_fields
         rows = sql.fetch(_token_statement(), {"key": key, "permissions": list(ROLE_PERMISSIONS)})
         if not rows:
             raise AuthenticationFailed(_("Invalid token."))
         row = rows[0]
-        user = user_model.from_db(
-            connection.alias, [f.attname for f in fields], [row[f.column] for f in fields]
-        )
+        user = sql.model_from_row(get_user_model(), row)
         if not user.is_active:
             raise AuthenticationFailed(_("User inactive or deleted."))
         user.taskforge_grants = {name: name in row["granted"] for name in ROLE_PERMISSIONS}
