@@ -248,7 +248,7 @@ class JobBatchSerializer(StrictSerializer):
     jobs = JobCreateSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)
 
 
-# Per serializer class: (output name, attribute path, bound field), built once.
+# Per serializer class: (output name, attribute path, bound field, rendered by _iso), built once.
 _READABLE_FIELDS: dict[type, list[tuple[str, list[str], serializers.Field, bool]]] = {}
 
 
