@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
@@ -97,17 +98,29 @@ def _json_problem(value: Any, depth: int = 0) -> str | None:
     return None
 
 
+# One encoder for every dump: json.dumps builds a new one per call when given options.
+_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+# A JSON escape of NUL (an even run of backslashes before it escapes only backslashes).
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def dump_json(value: Any, what: str, limit: int) -> str:
-    """Serialises a payload or result for jsonb, refusing what Postgres or the limit would."""
-    problem = _json_problem(value)
-    if problem is None:
-        try:
-            text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            problem = f"is not JSON ({exc})"
-    if problem is not None:
-        raise JobValidationError(f"The {what} {problem}.", {what: [problem]})
-    size = len(text.encode())
+    """Serialises a payload or result for jsonb, refusing what Postgres or the limit would.
+
+    The limit counts UTF-8 bytes, as stored. json.dumps (C) runs first; only a value that it
+    refuses, whose text holds an escaped NUL or enough brackets to nest too deep is walked
+    in Python to name the problem (the walk cost more than the dump for every enqueue).
+    """
+    try:
+        text = _JSON.encode(value)
+        size = len(text.encode())  # UnicodeEncodeError: a lone surrogate
+        error = None
+    except (TypeError, ValueError, RecursionError) as exc:
+        error = exc
+    if error or _NUL_ESCAPE.search(text) or text.count("[") + text.count("{") >= MAX_JSON_DEPTH:
+        problem = _json_problem(value) or (error and f"is not JSON ({error})")
+        if problem:
+            raise JobValidationError(f"The {what} {problem}.", {what: [problem]})
     if size > limit:
         raise PayloadTooLarge(
             f"The {what} is {size} bytes; the limit is {limit}.", {"size": size, "limit": limit}
@@ -126,15 +139,48 @@ def _check_range(name: str, value: Any, problems: dict[str, str]) -> None:
         problems[name] = f"must be between {low:g} and {high:g}"
 
 
-def _resolve(spec: JobSpec) -> dict[str, Any]:
+# JobSpec's retry and timeout options: the spec's value, else the handler's, else the default.
+_OPTIONS = ("max_attempts", "initial_delay_ms", "backoff", "max_delay_ms", "jitter", "timeout_ms")
+
+
+class _Defaults:
+    """What a batch's specs fall back to, looked up once per batch and job type."""
+
+    def __init__(self) -> None:
+        self.cfg = settings.TASKFORGE
+        self.policy = RetryPolicy(max_attempts=self.cfg.default_max_attempts)
+        self.traceparent = tracing.current_traceparent()  # e.g. the API request's: workers continue it
+        self._by_type: dict[str, tuple[str, tuple[Any, ...]] | None] = {}
+
+    def for_type(self, job_type: Any) -> tuple[str, tuple[Any, ...]] | None:
+        """(default queue, default options in _OPTIONS order), or None for an unknown type."""
+        if not isinstance(job_type, str):
+            return None
+        if job_type not in self._by_type:
+            handler = get_handler(job_type)
+            self._by_type[job_type] = handler and (
+                handler.queue or self.cfg.queue_name,
+                tuple(
+                    value
+                    if (value := getattr(handler, name)) is not None
+                    else getattr(self.policy, name, None)
+                    for name in _OPTIONS
+                ),
+            )
+        return self._by_type[job_type]
+
+
+def _resolve(spec: JobSpec, defaults: _Defaults) -> sql.EnqueueRow:
     """Validates one spec and fills its defaults; raises the first kind of problem found."""
-    handler = get_handler(spec.job_type) if isinstance(spec.job_type, str) else None
-    if handler is None:
+    found = defaults.for_type(spec.job_type)
+    if found is None:
         raise UnknownJobType(f"Unknown job type {spec.job_type!r}.", {"jobType": spec.job_type})
+    default_queue, default_options = found
     problems: dict[str, str] = {}
     for name in LIMITS:
-        _check_range(name, getattr(spec, name), problems)
-    queue = spec.queue or handler.queue or settings.TASKFORGE.queue_name
+        if (value := getattr(spec, name)) is not None:
+            _check_range(name, value, problems)
+    queue = spec.queue or default_queue
     if not isinstance(queue, str) or not QUEUE_NAME_RE.match(queue):
         problems["queue"] = "must be 1-100 letters, digits or _.:-"
     key = spec.idempotency_key
@@ -150,32 +196,27 @@ def _resolve(spec: JobSpec) -> dict[str, Any]:
         problems["traceparent"] = "must be at most 64 characters"
     if problems:
         raise JobValidationError("Invalid job.", problems)
-    cfg = settings.TASKFORGE
-    defaults = RetryPolicy(max_attempts=cfg.default_max_attempts)
-
-    def pick(name: str) -> Any:
-        for value in (getattr(spec, name), getattr(handler, name)):
-            if value is not None:
-                return value
-        return getattr(defaults, name, None)
-
-    return {
-        "id": uuid.uuid4(),
-        "queue": queue,
-        "job_type": spec.job_type,
-        "payload": dump_json(spec.payload, "payload", cfg.max_payload_bytes),
-        "priority": spec.priority,
-        "key": key,
-        "max_attempts": pick("max_attempts"),
-        "initial_delay": pick("initial_delay_ms"),
-        "backoff": float(pick("backoff")),
-        "max_delay": pick("max_delay_ms"),
-        "jitter": pick("jitter"),
-        "timeout": pick("timeout_ms"),
-        "run_at": spec.run_at,
-        "delay": spec.delay_ms,
-        "traceparent": spec.traceparent,
-    }
+    max_attempts, initial_delay, backoff, max_delay, jitter, timeout = (
+        value if (value := getattr(spec, name)) is not None else default
+        for name, default in zip(_OPTIONS, default_options, strict=True)
+    )
+    return sql.EnqueueRow(
+        id=uuid.uuid4(),
+        queue=queue,
+        job_type=spec.job_type,
+        payload=dump_json(spec.payload, "payload", defaults.cfg.max_payload_bytes),
+        priority=spec.priority,
+        key=key,
+        max_attempts=max_attempts,
+        initial_delay=initial_delay,
+        backoff=float(backoff),
+        max_delay=max_delay,
+        jitter=jitter,
+        timeout=timeout,
+        run_at=spec.run_at,
+        delay=spec.delay_ms,
+        traceparent=spec.traceparent or defaults.traceparent,
+    )
 
 
 def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
@@ -184,54 +225,33 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
     Inside the caller's transaction.atomic() the jobs commit with the caller's writes, and
     reach Redis only after that commit (never for a rolled-back transaction).
     """
+    defaults = _Defaults()
     rows = []
     for index, spec in enumerate(specs):
         try:
-            rows.append(_resolve(spec))
+            rows.append(_resolve(spec, defaults))
         except (JobValidationError, UnknownJobType, PayloadTooLarge) as exc:
             if len(specs) == 1:
                 raise
             raise type(exc)(f"Job {index}: {exc.message}", {"index": index, **exc.details}) from exc
     if not rows:
         return []
-    traceparent = tracing.current_traceparent()  # e.g. the API request's span: workers continue it
-    params = {
-        "ids": [r["id"] for r in rows],
-        "queues": [r["queue"] for r in rows],
-        "job_types": [r["job_type"] for r in rows],
-        "payloads": [r["payload"] for r in rows],
-        "priorities": [r["priority"] for r in rows],
-        "keys": [r["key"] for r in rows],
-        "max_attempts": [r["max_attempts"] for r in rows],
-        "initial_delays": [r["initial_delay"] for r in rows],
-        "backoffs": [r["backoff"] for r in rows],
-        "max_delays": [r["max_delay"] for r in rows],
-        "jitters": [r["jitter"] for r in rows],
-        "timeouts": [r["timeout"] for r in rows],
-        "run_ats": [r["run_at"] for r in rows],
-        "delays": [r["delay"] for r in rows],
-        "traceparents": [r["traceparent"] or traceparent for r in rows],
-    }
     # One job outside any atomic block is one autocommit statement (a skipped duplicate wrote
     # nothing, so there is nothing to roll back); a batch must be all or nothing.
     single = len(rows) == 1 and not connection.in_atomic_block
     with contextlib.nullcontext() if single else transaction.atomic():
-        if len(rows) == 1:
-            statement, params = sql.ENQUEUE_ONE, {name: values[0] for name, values in params.items()}
-        else:
-            statement = sql.ENQUEUE_JOBS
-        inserted = {row["id"]: sql.model_from_row(Job, row) for row in sql.fetch(statement, params)}
+        inserted = {job.id: job for job in sql.models_from_rows(Job, sql.fetch(*sql.enqueue_params(rows)))}
         existing = _existing_for_skipped(rows, inserted)
         results = []
         for index, row in enumerate(rows):
-            if row["id"] in inserted:
-                results.append(EnqueueResult(inserted[row["id"]], created=True))
+            if row.id in inserted:
+                results.append(EnqueueResult(inserted[row.id], created=True))
                 continue
             if index not in existing:  # pruned between our INSERT and this lookup
                 raise DependencyNotReady("The idempotency key was released meanwhile; retry.")
             same, job = existing[index]
             if not same:
-                details = {"jobId": str(job.id), "idempotencyKey": row["key"]}
+                details = {"jobId": str(job.id), "idempotencyKey": row.key}
                 raise IdempotencyKeyReused(
                     "This idempotency key was used for a different job.",
                     {"index": index, **details} if len(rows) > 1 else details,
@@ -248,27 +268,26 @@ def enqueue_jobs(specs: Sequence[JobSpec]) -> list[EnqueueResult]:
 
 
 def _existing_for_skipped(
-    rows: list[dict[str, Any]], inserted: Mapping[uuid.UUID, Job]
+    rows: list[sql.EnqueueRow], inserted: Mapping[uuid.UUID, Job]
 ) -> dict[int, tuple[bool, Job]]:
     """For each row the INSERT skipped: the job holding its key, and whether it is the same job.
 
     Postgres compares the payloads as jsonb, as it stored them (1e23 and its integer are one).
     """
-    skipped = [(index, r) for index, r in enumerate(rows) if r["id"] not in inserted]
+    skipped = [(index, r) for index, r in enumerate(rows) if r.id not in inserted]
     if not skipped:
         return {}
     found = sql.fetch(
         sql.EXISTING_BY_KEY,
         {
-            "queues": [r["queue"] for _, r in skipped],
-            "keys": [r["key"] for _, r in skipped],
-            "job_types": [r["job_type"] for _, r in skipped],
-            "payloads": [r["payload"] for _, r in skipped],
+            "queues": [r.queue for _, r in skipped],
+            "keys": [r.key for _, r in skipped],
+            "job_types": [r.job_type for _, r in skipped],
+            "payloads": [r.payload for _, r in skipped],
         },
     )
-    return {
-        skipped[row.pop("n") - 1][0]: (row.pop("same_job"), sql.model_from_row(Job, row)) for row in found
-    }
+    jobs = sql.models_from_rows(Job, found)
+    return {skipped[row["n"] - 1][0]: (row["same_job"], job) for row, job in zip(found, jobs, strict=True)}
 
 
 def enqueue_job(job_type: str, payload: Any = None, **options: Any) -> EnqueueResult:

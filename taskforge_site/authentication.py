@@ -64,7 +64,7 @@ class RoleTokenAuthentication(TokenAuthentication):
         if not rows:
             raise AuthenticationFailed(_("Invalid token."))
         row = rows[0]
-        user = sql.model_from_row(get_user_model(), row)
+        (user,) = sql.models_from_rows(get_user_model(), rows)
         if not user.is_active:
             raise AuthenticationFailed(_("User inactive or deleted."))
         user.taskforge_grants = {name: name in row["granted"] for name in ROLE_PERMISSIONS}

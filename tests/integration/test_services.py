@@ -241,3 +241,94 @@ def test_one_publish_fills_every_queue_of_a_large_batch_and_wakes_workers(redis_
     wait_for(both_woken, timeout=5, interval=0, what="a wake-up per queue")
     assert sorted(woken) == sorted([big, small])  # one each, not one per job
     wakeups.close()
+
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ({"s": "a\x00b"}, "contains a NUL character"),
+        ({"k\x00": 1}, "contains a NUL character"),
+        (["x", {"s": "\\\x00"}], "contains a NUL character"),  # an escaped backslash, then NUL
+        (["\ud800"], "contains a lone surrogate"),
+        ({"\udfff": 1}, "contains a lone surrogate"),
+        (_nested(64), "nested deeper than 64 levels"),
+        (_nested(5_000), "nested deeper than 64 levels"),  # deeper than json.dumps recurses
+        ({"when": timezone.now()}, "is not JSON (Object of type datetime is not JSON serializable)"),
+        ([float("nan")], "is not JSON"),
+    ],
+    ids=[
+        "nul",
+        "nul-key",
+        "nul-after-backslash",
+        "surrogate",
+        "surrogate-key",
+        "deep",
+        "deeper",
+        "type",
+        "nan",
+    ],
+)
+def test_payloads_jsonb_would_refuse_are_refused_with_the_reason(payload, problem) -> None:
+    with pytest.raises(JobValidationError) as caught:
+        enqueue_job("taskforge.echo", payload)
+    assert caught.value.details["payload"][0].startswith(problem)
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"s": "\\u0000"},  # the text backslash-u0000, not a NUL
+        {"s": "\\\\u0000", "t": "x\\"},
+        _nested(63),
+        [[i, {"a": [i]}] for i in range(100)],  # many brackets, shallow
+        {"emoji": "\U0001f600", "accents": "éàü"},
+    ],
+    ids=["escaped-lookalike", "backslashes", "deep-but-allowed", "wide", "non-ascii"],
+)
+def test_payloads_that_only_look_suspicious_are_stored_as_sent(payload) -> None:
+    job = enqueue_job("taskforge.echo", payload).job
+    assert job.payload == payload and Job.objects.get(id=job.id).payload == payload
+
+
+def test_the_payload_limit_counts_utf8_bytes_as_stored(settings) -> None:
+    limit = settings.TASKFORGE.max_payload_bytes
+    fits = {"d": "é" * ((limit - 8) // 2)}  # 2 bytes each in UTF-8, 6 as a \u escape
+    assert enqueue_job("taskforge.echo", fits).created
+    with pytest.raises(PayloadTooLarge) as caught:
+        enqueue_job("taskforge.echo", {"d": "é" * (limit // 2)})
+    assert caught.value.details == {"size": limit + 8, "limit": limit}
+
+
+def test_returned_jobs_are_what_the_orm_reads_back() -> None:
+    from django.db.models.signals import post_init
+
+    results = enqueue_jobs([JobSpec("taskforge.echo", {"n": n}, priority=n) for n in range(3)])
+    seen: list[Job] = []
+
+    def record(sender, instance, **kwargs) -> None:
+        seen.append(instance)
+
+    post_init.connect(record, sender=Job)
+    try:  # with a receiver, each returned job goes through Model.__init__ and its signals
+        observed = enqueue_job("taskforge.echo", {"n": 3}).job
+    finally:
+        post_init.disconnect(record, sender=Job)
+    assert seen == [observed]
+    for job in [r.job for r in results] + [observed]:
+        stored = Job.objects.get(id=job.id)
+        assert {f.attname: getattr(job, f.attname) for f in Job._meta.concrete_fields} == {
+            f.attname: getattr(stored, f.attname) for f in Job._meta.concrete_fields
+        }
+        assert (job._state.adding, job._state.db) == (False, "default")
+    job = results[0].job
+    job.priority = 42
+    job.save(update_fields=["priority"])  # an UPDATE of the stored row, as for any fetched model
+    assert Job.objects.get(id=job.id).priority == 42
