@@ -60,7 +60,10 @@ end
 def run_wrk(
     path: str, body: str, token: str, seconds: float, connections: int, threads: int
 ) -> dict[str, Any]:
-    """One wrk run (10 s request timeout, so a slow batch is a latency, not an error)."""
+    """One wrk run (10 s request timeout, so a slow batch is a latency, not an error).
+
+    wrk takes whole seconds only (it refuses "6.25s"), so a segment is rounded, at least 1 s.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % {"token": token, "body": json.dumps(body)})
     out = subprocess.run(
@@ -68,7 +71,7 @@ def run_wrk(
             "wrk",
             f"-t{min(threads, connections)}",
             f"-c{connections}",
-            f"-d{seconds:g}s",
+            f"-d{max(1, round(seconds))}s",
             "--timeout",
             "10s",
             "-s",
