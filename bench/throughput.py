@@ -126,7 +126,12 @@ def drain(env: dict[str, str], workers: int, concurrency: int, total: int) -> di
         "jobs_per_sec": round(done / float(seconds), 1),
         "p50_claim_to_settle_ms": round(float(p50_run) * 1000, 2),
         "worker_rss_mb": [max(samples) for samples in workers_rss],
-        "scheduler_rss_mb": {"at_first_job": scheduler[0], "at_last_job": scheduler[-1]},
+        # First, quarter-way, half-way, three-quarter and last samples: warm-up vs growth.
+        "scheduler_rss_mb": {
+            "at_first_job": scheduler[0],
+            "by_quarter": [scheduler[(len(scheduler) - 1) * q // 4] for q in range(1, 4)],
+            "at_last_job": scheduler[-1],
+        },
         "cost": cost,
     }
 
