@@ -90,7 +90,7 @@ def _json_problem(value: Any, depth: int = 0) -> str | None:
             problem = _json_problem(key, depth + 1) or _json_problem(item, depth + 1)
             if problem:
                 return problem
-    elif isinstance(value, list):
+    elif isinstance(value, list | tuple):  # the encoder writes a tuple as a list
         for item in value:
             problem = _json_problem(item, depth + 1)
             if problem:
@@ -192,8 +192,8 @@ def _resolve(spec: JobSpec, defaults: _Defaults) -> sql.EnqueueRow:
         problems["run_at"] = "must be a timezone-aware datetime"
     if spec.jitter is not None and not isinstance(spec.jitter, bool):
         problems["jitter"] = "must be a boolean"
-    if len(spec.traceparent) > 64:
-        problems["traceparent"] = "must be at most 64 characters"
+    if not isinstance(spec.traceparent, str) or len(spec.traceparent) > 64 or "\x00" in spec.traceparent:
+        problems["traceparent"] = "must be text of at most 64 characters"
     if problems:
         raise JobValidationError("Invalid job.", problems)
     max_attempts, initial_delay, backoff, max_delay, jitter, timeout = (

@@ -447,12 +447,18 @@ def models_from_rows[M: models.Model](model: type[M], rows: Iterable[Mapping[str
 
     What Model.from_db builds, at a third of its cost (a 1,000-job batch builds a thousand):
     Model.__init__ sets each field through setattr and sends pre_init/post_init, which only
-    matter when something listens to them; then from_db is used. Values are picked by
+    matter when something listens to them or the model overrides __init__ or from_db; then
+    from_db is used. Values are picked by
     column name, so the table's column order never matters.
     """
     names, columns = _model_fields(model)
     alias = connection.alias  # a thread-local lookup: once per batch
-    if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
+    if (
+        signals.pre_init.has_listeners(model)
+        or signals.post_init.has_listeners(model)
+        or model.__init__ is not models.Model.__init__
+        or model.from_db.__func__ is not models.Model.from_db.__func__
+    ):
         return [model.from_db(alias, names, [row[column] for column in columns]) for row in rows]
     instances = []
     for row in rows:

@@ -315,15 +315,19 @@ def test_non_finite_number_in_payload_is_400(api) -> None:
 
 
 @pytest.mark.django_db
-def test_payload_at_the_limit_is_accepted_and_one_byte_more_is_413(api) -> None:
+@pytest.mark.parametrize("char", ["x", "é"], ids=["ascii", "two-byte"])
+def test_payload_at_the_limit_is_accepted_and_one_character_more_is_413(api, char) -> None:
+    """The limit counts the UTF-8 bytes Postgres stores (not JSON's 6-byte \\u escapes)."""
     limit = settings.TASKFORGE.max_payload_bytes
     wrapper = len(json.dumps({"d": ""}, separators=(",", ":")))
-    exact = {"d": "x" * (limit - wrapper)}
+    width = len(char.encode())
+    exact = {"d": char * ((limit - wrapper) // width)}
+    assert wrapper + len(exact["d"]) * width == limit
 
     assert post_job(api, {**JOB, "payload": exact}).status_code == 201
-    over = {"d": "x" * (limit - wrapper + 1)}
+    over = {"d": exact["d"] + char}
     body = assert_error(post_job(api, {**JOB, "payload": over}), 413, "payload_too_large")
-    assert body["details"]["limit"] == limit
+    assert body["details"] == {"size": limit + width, "limit": limit}
     assert Job.objects.count() == 1
 
 

@@ -257,6 +257,8 @@ def _nested(depth: int) -> object:
         ({"k\x00": 1}, "contains a NUL character"),
         (["x", {"s": "\\\x00"}], "contains a NUL character"),  # an escaped backslash, then NUL
         (["\ud800"], "contains a lone surrogate"),
+        ({"t": ("a\x00",)}, "contains a NUL character"),  # a tuple is written as a list
+        (("x", "\ud800"), "contains a lone surrogate"),
         ({"\udfff": 1}, "contains a lone surrogate"),
         (_nested(64), "nested deeper than 64 levels"),
         (_nested(5_000), "nested deeper than 64 levels"),  # deeper than json.dumps recurses
@@ -268,6 +270,8 @@ def _nested(depth: int) -> object:
         "nul-key",
         "nul-after-backslash",
         "surrogate",
+        "nul-in-tuple",
+        "surrogate-in-tuple",
         "surrogate-key",
         "deep",
         "deeper",
@@ -298,6 +302,18 @@ def test_payloads_that_only_look_suspicious_are_stored_as_sent(payload) -> None:
     assert job.payload == payload and Job.objects.get(id=job.id).payload == payload
 
 
+def test_ordinary_payloads_are_not_walked_in_python(monkeypatch) -> None:
+    """The walk only names a problem; plain payloads (and NUL look-alikes) skip it."""
+    from jobs import services
+
+    def walked(*args: object) -> None:
+        raise AssertionError("walked a payload the encoder had accepted")
+
+    monkeypatch.setattr(services, "_json_problem", walked)
+    for payload in ({}, {"s": "\\u0000", "t": "\\\\u0000"}, _nested(63), {"é": ["\U0001f600"]}):
+        assert enqueue_job("taskforge.echo", payload).job.payload == payload
+
+
 def test_the_payload_limit_counts_utf8_bytes_as_stored(settings) -> None:
     limit = settings.TASKFORGE.max_payload_bytes
     fits = {"d": "é" * ((limit - 8) // 2)}  # 2 bytes each in UTF-8, 6 as a \u escape
@@ -307,21 +323,25 @@ def test_the_payload_limit_counts_utf8_bytes_as_stored(settings) -> None:
     assert caught.value.details == {"size": limit + 8, "limit": limit}
 
 
-def test_returned_jobs_are_what_the_orm_reads_back() -> None:
-    from django.db.models.signals import post_init
+@pytest.mark.parametrize("signal_name", ["pre_init", "post_init"])
+def test_returned_jobs_are_what_the_orm_reads_back(signal_name) -> None:
+    from django.db.models import signals
 
     results = enqueue_jobs([JobSpec("taskforge.echo", {"n": n}, priority=n) for n in range(3)])
-    seen: list[Job] = []
+    calls: list[dict] = []
 
-    def record(sender, instance, **kwargs) -> None:
-        seen.append(instance)
+    def record(sender, **kwargs) -> None:
+        calls.append(kwargs)
 
-    post_init.connect(record, sender=Job)
+    signal = getattr(signals, signal_name)
+    signal.connect(record, sender=Job)
     try:  # with a receiver, each returned job goes through Model.__init__ and its signals
         observed = enqueue_job("taskforge.echo", {"n": 3}).job
     finally:
-        post_init.disconnect(record, sender=Job)
-    assert seen == [observed]
+        signal.disconnect(record, sender=Job)
+    assert len(calls) == 1
+    if signal_name == "post_init":
+        assert calls[0]["instance"] is observed
     for job in [r.job for r in results] + [observed]:
         stored = Job.objects.get(id=job.id)
         assert {f.attname: getattr(job, f.attname) for f in Job._meta.concrete_fields} == {
@@ -332,3 +352,11 @@ def test_returned_jobs_are_what_the_orm_reads_back() -> None:
     job.priority = 42
     job.save(update_fields=["priority"])  # an UPDATE of the stored row, as for any fetched model
     assert Job.objects.get(id=job.id).priority == 42
+
+
+def test_a_traceparent_postgres_cannot_store_is_a_validation_error() -> None:
+    for bad in ("00-\x00", "x" * 65, 7):
+        with pytest.raises(JobValidationError) as caught:
+            enqueue_job("taskforge.noop", traceparent=bad)
+        assert "traceparent" in caught.value.details
+    assert Job.objects.count() == 0
