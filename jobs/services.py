@@ -493,7 +493,8 @@ def settle_jobs(*, worker_id: str, outcomes: Sequence[Outcome]) -> dict[uuid.UUI
 
 
 def release_jobs(*, worker_id: str, held: Mapping[uuid.UUID, uuid.UUID]) -> int:
-    """Graceful shutdown: RUNNING -> QUEUED without counting the attempt; re-publishes them."""
+    """Unstarted or interrupted jobs a worker hands back (shutdown, prefetch given back):
+    RUNNING -> QUEUED without counting the attempt; re-publishes them."""
     if not held:
         return 0
     rows = sql.fetch(

@@ -12,7 +12,11 @@ memory (under a renewed lease) so the next claim round trip overlaps running job
 leaving slots idle. `--prefetch 0` claims only for free slots (fairest across workers when
 jobs are long). By default prefetch adapts: `concurrency`, or as many jobs as the slots
 finish in PREFETCH_HORIZON_SECONDS when that is more, so short jobs are claimed in large
-batches (one round trip each for many jobs) while long ones are not hoarded.
+batches (one round trip each for many jobs) while long ones are not hoarded. A pop that finds
+nothing resets it to `concurrency`: a burst after a quiet moment is not hoarded on the
+strength of the jobs before it. And when long jobs follow short ones with no pause, what was
+claimed under the old, larger prefetch and still waits for a slot after GIVE_BACK_SECONDS goes
+back to the queue (released, attempt not counted) for idle workers.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ SHUTDOWN_SETTLE_TRIES = 5  # while stopping, then leave the rest to lease expiry
 PREFETCH_HORIZON_SECONDS = 0.05  # the default prefetch: what the slots finish in this long
 MAX_ADAPTIVE_PREFETCH = 250
 RATE_WINDOW_SECONDS = 0.5  # how often the finishing rate behind the adaptive prefetch is updated
+# A prefetched job beyond the current prefetch that waited this long for a slot goes back to the
+# queue, so slots stuck on long jobs do not hold work that other workers could start.
+GIVE_BACK_SECONDS = 1.0
 THROTTLE_COUNT_SECONDS = 1.0  # a full worker counts its waiting queues at most this often
 # Finished attempts waiting for the settler before the claim loop waits for it: without this
 # bound a settler slower than the claims (a slow Postgres) let held jobs pile up without end.
@@ -69,6 +76,9 @@ class _Held:
     deadline: float | None = None  # monotonic time its timeout runs out, once it started
     timed_out: bool = False
     child: ChildSlot | None = None  # with --pool processes: the process running it
+    claimed_at: float = field(default_factory=time.monotonic)
+    started: bool = False  # a slot took it (set under the worker's lock)
+    given_back: bool = False  # released unstarted while the worker was full; slots skip it
 
 
 @dataclass
@@ -215,9 +225,16 @@ class Worker:
         if self._full() and time.monotonic() - self._throttle_counted_at >= THROTTLE_COUNT_SECONDS:
             self._throttle_counted_at = time.monotonic()
             self._count_throttled()
+        hoarded: dict[uuid.UUID, uuid.UUID] = {}
         with self._lock:
             while not self._stopping.is_set() and not (free := self._claimable()):
                 self._slot_free.wait(timeout=0.2)
+                if hoarded := self._hoarded():
+                    break
+        if hoarded:
+            logger.info("giving back prefetched jobs", extra={"worker_id": self.id, "jobs": len(hoarded)})
+            self._release(hoarded)
+            return True
         if self._stopping.is_set():
             return True
         token, retrying = uuid.uuid4(), self._unclaimed is not None
@@ -279,6 +296,11 @@ class Worker:
             metrics.count_throttled(queue_name, kind)
         with self._lock:
             self._slots.update((job_id, popped.queue_of[job_id]) for job_id in popped.limited)
+            if not popped.ids and self.opt.prefetch is None:
+                # Queues ran dry: what comes next may be long jobs, so the next burst starts
+                # from concurrency and the rate has to show again that its jobs are short.
+                self._prefetch = self.opt.concurrency
+                self._rate_mark = (time.monotonic(), self._finished)
         if not popped.ids:
             # Held back by a rate limit: wait for the next token. In burst mode only running
             # jobs are awaited, so poll briefly. Otherwise idle until a wake-up.
@@ -324,6 +346,24 @@ class Worker:
         if self._busy < self.opt.concurrency or free >= max(1, self._prefetch // 2):
             return free
         return 0
+
+    def _hoarded(self) -> dict[uuid.UUID, uuid.UUID]:
+        """Prefetched jobs to give back: {id: lease token}. Lock held.
+
+        When the slots are stuck on jobs longer than the ones before them, the prefetch target
+        shrinks but what was claimed under the old one waits. Once the oldest waiting job has
+        waited GIVE_BACK_SECONDS, the newest beyond the target (they would start last) go back.
+        """
+        waiting = [
+            h for h in self._held.values() if not (h.started or h.done or h.given_back or h.ctx.lease_lost)
+        ]
+        excess = len(waiting) - self._prefetch
+        if excess <= 0 or min(h.claimed_at for h in waiting) > time.monotonic() - GIVE_BACK_SECONDS:
+            return {}
+        waiting.sort(key=lambda h: h.claimed_at)
+        for held in waiting[-excess:]:
+            held.given_back = True
+        return {h.job.id: h.job.lease_token for h in waiting[-excess:]}
 
     def _full(self) -> bool:
         with self._lock:
@@ -371,18 +411,19 @@ class Worker:
     def _slot_loop(self) -> None:
         child = ChildSlot() if self.opt.pool == "processes" else None
         while (held := self._work.get()) is not None:
-            if self._stopping.is_set():  # stopping: claimed jobs not yet started go back at once
-                with self._lock:
+            with self._lock:
+                # Lost while it waited (expired, moved by an operator) or given back: not ours.
+                gone = held.ctx.lease_lost or held.given_back
+                if self._stopping.is_set() and not gone:  # claimed jobs not yet started go back
                     self._unstarted[held.job.id] = held.job.lease_token
-                    self._busy -= 1
-                    self._slot_free.notify()
-                continue
-            if held.ctx.lease_lost:  # lost while it waited (expired, moved by an operator): not ours
-                with self._lock:
+                elif gone:
                     held.done = True  # the next heartbeat forgets it
+                else:
+                    held.started = True
+                if not held.started:
                     self._busy -= 1
                     self._slot_free.notify()
-                continue
+                    continue
             try:
                 outcome = self._execute(held, child)
             except BaseException as exc:  # a bug around the handler (lookup, tracing): fail, never strand
@@ -584,7 +625,6 @@ class Worker:
                 entry = self._held.pop(job_id, None)
                 if entry is not None:
                     entry.ctx.mark_lease_lost()
-            self._unstarted.clear()
         self._free_slots(jobs)
         if jobs:
             ok, released = _db_safe("release", lambda: release_jobs(worker_id=self.id, held=jobs))
@@ -602,9 +642,11 @@ class Worker:
                 except queue.Empty:
                     break
                 if held is not None:
-                    self._unstarted[held.job.id] = held.job.lease_token
+                    if not held.given_back:  # that one is released already
+                        self._unstarted[held.job.id] = held.job.lease_token
                     self._busy -= 1
-        self._release(self._unstarted)
+            unstarted, self._unstarted = self._unstarted, {}
+        self._release(unstarted)
         deadline = time.monotonic() + self.opt.shutdown_grace_seconds
         with self._lock:
             while self._busy and not self._hurry.is_set() and time.monotonic() < deadline:

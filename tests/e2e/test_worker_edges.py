@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import signal
+from collections import Counter
 
 import pytest
 
 from dlq.models import DeadLetter
 from jobs.models import Job, JobEvent
-from jobs.services import enqueue_job
+from jobs.services import JobSpec, enqueue_job, enqueue_jobs
 from jobs.states import JobState
 from tests.conftest import wait_for
+from workers import broker, keys
 
 pytestmark = pytest.mark.e2e
 
@@ -77,3 +79,53 @@ def test_process_pool_kills_a_stuck_handler_and_keeps_its_slot(spawn) -> None:
     after = enqueue_job("taskforge.echo", {"ran": "in a child"}).job
     wait_for(lambda: _job(after.id).state == JobState.SUCCEEDED, timeout=60, what="the next job")
     assert _job(after.id).result == {"ran": "in a child"}
+
+
+def test_long_jobs_after_a_burst_of_short_ones_are_shared_not_hoarded(spawn) -> None:
+    """A burst of noop jobs raises each worker's adaptive prefetch; once the queue runs dry it
+    falls back to --concurrency, so the long jobs that follow go to both workers."""
+    for _ in range(2):
+        spawn("runworker", "--concurrency", "2")
+    for _ in range(10):
+        enqueue_jobs([JobSpec("taskforge.noop") for _ in range(1_000)])
+    wait_for(
+        lambda: Job.objects.filter(state=JobState.SUCCEEDED).count() == 10_000,
+        timeout=120,
+        what="the burst of short jobs to finish",
+    )
+    # Each worker acks its last claim with its next pop: with nothing left, that pop was empty.
+    wait_for(lambda: broker.client().zcard(keys.INFLIGHT) == 0, what="both workers to find the queue dry")
+    long = [r.job.id for r in enqueue_jobs([JobSpec("taskforge.sleep", {"seconds": 0.5}) for _ in range(8)])]
+    wait_for(
+        lambda: Job.objects.filter(id__in=long, state=JobState.SUCCEEDED).count() == 8,
+        timeout=60,
+        what="the long jobs to finish",
+    )
+    claims = JobEvent.objects.filter(job_id__in=long, type="claimed").values_list("worker_id", flat=True)
+    per_worker = Counter(claims)
+    assert len(per_worker) == 2 and min(per_worker.values()) >= 2, per_worker
+
+
+def test_jobs_claimed_before_the_slots_got_stuck_go_to_an_idle_worker(spawn) -> None:
+    """A burst's rate lets a worker claim far ahead of its slots; when the jobs that follow
+    are long, what waits beyond the shrunk prefetch goes back for another worker to run."""
+    spawn("runworker", "--concurrency", "2")
+    for _ in range(4):
+        enqueue_jobs([JobSpec("taskforge.noop") for _ in range(1_000)])
+    long = [r.job.id for r in enqueue_jobs([JobSpec("taskforge.sleep", {"seconds": 1.0}) for _ in range(20)])]
+    held = Job.objects.filter(id__in=long, state=JobState.RUNNING)
+    wait_for(lambda: held.count() >= 6, timeout=60, what="the first worker to claim long jobs ahead")
+    owner = held.values_list("lease_owner", flat=True).first()
+    spawn("runworker", "--concurrency", "2")
+    wait_for(
+        lambda: Job.objects.filter(id__in=long, state=JobState.SUCCEEDED).count() == 20,
+        timeout=60,
+        what="the long jobs to finish",
+    )
+    claimers = set(
+        JobEvent.objects.filter(job_id__in=long, type="claimed").values_list("worker_id", flat=True)
+    )
+    assert owner in claimers and len(claimers) == 2  # the second worker ran some of them
+    given_back = JobEvent.objects.filter(job_id__in=long, type="released").values_list("job_id", flat=True)
+    assert given_back  # unstarted: the attempt was not counted, each long job ran once
+    assert set(Job.objects.filter(id__in=long).values_list("attempt_count", flat=True)) == {1}

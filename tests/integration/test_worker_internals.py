@@ -79,6 +79,26 @@ def test_the_default_prefetch_follows_how_fast_slots_finish() -> None:
     assert _capacity_after(fixed, 100_000, 1.0) == 5
 
 
+def test_queues_running_dry_reset_the_adaptive_prefetch(redis_db, monkeypatch) -> None:
+    """After a burst of short jobs, what comes next after a pause may be long: no hoarding."""
+    monkeypatch.setattr(runtime, "IDLE_POLL_SECONDS", 0.01)  # the empty pop's wait
+    enqueue_jobs([JobSpec("taskforge.noop", queue="dry") for _ in range(3)])
+    worker = Worker(WorkerOptions(worker_id="w", concurrency=5, queues=["dry"]))
+    fast = 5 + runtime.MAX_ADAPTIVE_PREFETCH
+    assert _capacity_after(worker, 100_000, 1.0) == fast
+    assert len(worker._pop(fast)) == 3
+    with worker._lock:
+        assert worker._capacity() == fast  # jobs were there: the rate still stands
+    assert worker._pop(fast) == []
+    with worker._lock:
+        assert worker._capacity() == 10  # dry: back to concurrency, until the rate shows again
+    assert _capacity_after(worker, 100_000, 1.0) == fast
+    fixed = Worker(WorkerOptions(worker_id="w2", concurrency=5, prefetch=3, queues=["dry"]))
+    assert fixed._pop(8) == []
+    with fixed._lock:
+        assert fixed._capacity() == 8  # an explicit --prefetch never moves
+
+
 def test_claiming_waits_while_the_settler_is_behind() -> None:
     worker = Worker(WorkerOptions(worker_id="w", concurrency=5, prefetch=5))
     job = claim_jobs(worker_id="w", ids=[enqueue_job("taskforge.noop").job.id], lease_seconds=30)[0]
@@ -99,6 +119,42 @@ def test_claiming_waits_while_the_settler_is_behind() -> None:
         assert worker._claimable() == 0
         worker._held.pop(next(iter(done)))
         assert worker._claimable() == 10
+
+
+def test_prefetched_jobs_beyond_a_shrunk_prefetch_go_back_once_they_waited(redis_db) -> None:
+    """Slots stuck on long jobs: what the old, larger prefetch claimed goes back to the queue."""
+    worker = Worker(WorkerOptions(worker_id="w", concurrency=1))
+    jobs = claim_jobs(
+        worker_id="w", ids=[enqueue_job("tests.record").job.id for _ in range(5)], lease_seconds=30
+    )
+    claimed_at = time.monotonic()
+    with worker._lock:
+        for n, job in enumerate(jobs):  # claimed in this order, the first one running
+            held = runtime._Held(job, worker._context(job), claimed_at=claimed_at + n * 0.001)
+            held.started = n == 0
+            worker._held[job.id] = held
+            worker._busy += 1
+            worker._work.put(held)
+        worker._prefetch = 1  # the rate now says: one job ahead is enough
+        assert worker._hoarded() == {}  # they have not waited long enough yet
+        for held in worker._held.values():
+            held.claimed_at -= runtime.GIVE_BACK_SECONDS + 0.1
+        hoarded = worker._hoarded()
+        assert worker._hoarded() == {}  # marked: never given back twice
+    newest = jobs[2:]  # 4 waiting, 1 may stay: the 3 that would start last go back
+    assert hoarded == {job.id: job.lease_token for job in newest}
+    worker._release(hoarded)
+    for job in newest:
+        stored = Job.objects.get(id=job.id)
+        assert (stored.state, stored.attempt_count, stored.lease_token) == (JobState.QUEUED, 0, None)
+        assert redis_db.zscore(keys.queue_key(stored.queue), str(job.id)) is not None
+    assert Job.objects.get(id=jobs[1].id).state == JobState.RUNNING
+    # the slots skip what went back: the running one was taken already, so only jobs[1] runs
+    worker._work.get()
+    worker._work.put(None)
+    worker._slot_loop()
+    assert redis_db.lrange(EXECUTIONS_KEY, 0, -1) == [f"{jobs[1].id}:1"]
+    assert worker._busy == 1  # the running one, whose slot is elsewhere
 
 
 def test_a_claimed_job_whose_lease_went_while_it_waited_is_not_run(redis_db) -> None:
