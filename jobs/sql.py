@@ -228,13 +228,15 @@ SELECT id, state FROM moved
 """
 
 # -- release_jobs --
-# Graceful shutdown: hands unfinished jobs back to the queue without counting the attempt.
+# A worker hands jobs back without counting the attempt: unfinished ones at a graceful
+# shutdown, unstarted ones it claimed ahead while its slots were stuck. They keep queued_at,
+# so they keep their place in the ready queue instead of going behind the whole backlog.
 RELEASE_JOBS = f"""
 WITH moved AS (
   UPDATE jobs j SET
     state = CASE WHEN j.cancel_requested THEN 'CANCELED' ELSE 'QUEUED' END,
     attempt_count = greatest(j.attempt_count - 1, 0),
-    queued_at = now(), finished_at = CASE WHEN j.cancel_requested THEN now() END,
+    finished_at = CASE WHEN j.cancel_requested THEN now() END,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
   FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS r(id, token)
   WHERE j.id = r.id AND j.state = 'RUNNING' AND j.lease_token = r.token

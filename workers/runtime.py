@@ -177,6 +177,8 @@ class Worker:
         self._unclaimed: tuple[list[uuid.UUID], uuid.UUID] | None = None
         self._unstarted: dict[uuid.UUID, uuid.UUID] = {}  # claimed, never started, at shutdown
         self._slots: dict[uuid.UUID, str] = {}  # job id -> queue, for jobs holding a concurrency slot
+        self._giving_back: dict[uuid.UUID, uuid.UUID] = {}  # marked given back, release not written yet
+        self._hoard_checked_at = 0.0
 
     # ---- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -225,6 +227,8 @@ class Worker:
         if self._full() and time.monotonic() - self._throttle_counted_at >= THROTTLE_COUNT_SECONDS:
             self._throttle_counted_at = time.monotonic()
             self._count_throttled()
+        if self._giving_back:  # a give-back whose release failed: before anything else
+            return self._give_back({})
         hoarded: dict[uuid.UUID, uuid.UUID] = {}
         with self._lock:
             while not self._stopping.is_set() and not (free := self._claimable()):
@@ -232,9 +236,7 @@ class Worker:
                 if hoarded := self._hoarded():
                     break
         if hoarded:
-            logger.info("giving back prefetched jobs", extra={"worker_id": self.id, "jobs": len(hoarded)})
-            self._release(hoarded)
-            return True
+            return self._give_back(hoarded)
         if self._stopping.is_set():
             return True
         token, retrying = uuid.uuid4(), self._unclaimed is not None
@@ -296,7 +298,7 @@ class Worker:
             metrics.count_throttled(queue_name, kind)
         with self._lock:
             self._slots.update((job_id, popped.queue_of[job_id]) for job_id in popped.limited)
-            if not popped.ids and self.opt.prefetch is None:
+            if not popped.ids and not popped.throttled and self.opt.prefetch is None:
                 # Queues ran dry: what comes next may be long jobs, so the next burst starts
                 # from concurrency and the rate has to show again that its jobs are short.
                 self._prefetch = self.opt.concurrency
@@ -354,16 +356,50 @@ class Worker:
         shrinks but what was claimed under the old one waits. Once the oldest waiting job has
         waited GIVE_BACK_SECONDS, the newest beyond the target (they would start last) go back.
         """
+        now = time.monotonic()
+        if now - self._hoard_checked_at < GIVE_BACK_SECONDS / 4:  # not on every finished job
+            return {}
+        self._hoard_checked_at = now
         waiting = [
             h for h in self._held.values() if not (h.started or h.done or h.given_back or h.ctx.lease_lost)
         ]
         excess = len(waiting) - self._prefetch
-        if excess <= 0 or min(h.claimed_at for h in waiting) > time.monotonic() - GIVE_BACK_SECONDS:
+        if excess <= 0 or min(h.claimed_at for h in waiting) > now - GIVE_BACK_SECONDS:
             return {}
         waiting.sort(key=lambda h: h.claimed_at)
         for held in waiting[-excess:]:
             held.given_back = True
         return {h.job.id: h.job.lease_token for h in waiting[-excess:]}
+
+    def _give_back(self, jobs: dict[uuid.UUID, uuid.UUID]) -> bool:
+        """Releases jobs _hoarded() marked (and any whose release failed before); True.
+
+        They stay in _held, their leases renewed by the heartbeat, until the release is
+        written: a job handed back is never left to lease expiry, which would count an attempt
+        it never ran. Their in-flight ids are acked first, so this worker's next pop cannot
+        erase the record of another worker that popped them meanwhile.
+        """
+        with self._lock:
+            self._giving_back.update(jobs)
+            pending = dict(self._giving_back)
+            self._unacked = [job_id for job_id in self._unacked if job_id not in pending]
+        logger.info("giving back prefetched jobs", extra={"worker_id": self.id, "jobs": len(pending)})
+        try:
+            broker.ack_inflight(pending)
+        except redis.RedisError:
+            pass  # the scheduler drops stale in-flight ids of jobs no longer QUEUED
+        self._free_slots(pending)
+        ok, _ = _db_safe("give back", lambda: release_jobs(worker_id=self.id, held=pending))
+        if not ok:
+            self._stopping.wait(RETRY_PAUSE_SECONDS)
+            return True
+        with self._lock:
+            for job_id in pending:
+                self._giving_back.pop(job_id, None)
+                entry = self._held.pop(job_id, None)
+                if entry is not None:
+                    entry.ctx.mark_lease_lost()
+        return True
 
     def _full(self) -> bool:
         with self._lock:
@@ -645,7 +681,8 @@ class Worker:
                     if not held.given_back:  # that one is released already
                         self._unstarted[held.job.id] = held.job.lease_token
                     self._busy -= 1
-            unstarted, self._unstarted = self._unstarted, {}
+            unstarted, self._unstarted = {**self._giving_back, **self._unstarted}, {}
+            self._giving_back.clear()
         self._release(unstarted)
         deadline = time.monotonic() + self.opt.shutdown_grace_seconds
         with self._lock:

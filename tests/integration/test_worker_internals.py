@@ -6,9 +6,18 @@ import time
 import uuid
 
 import pytest
+from django.db import OperationalError
 
 from jobs.models import Job
-from jobs.services import JobSpec, Outcome, claim_jobs, enqueue_job, enqueue_jobs
+from jobs.services import (
+    JobSpec,
+    Outcome,
+    claim_jobs,
+    enqueue_job,
+    enqueue_jobs,
+    release_jobs,
+    update_queue_settings,
+)
 from jobs.states import JobState
 from tests.handlers import EXECUTIONS_KEY
 from workers import broker, keys, runtime
@@ -93,6 +102,13 @@ def test_queues_running_dry_reset_the_adaptive_prefetch(redis_db, monkeypatch) -
     with worker._lock:
         assert worker._capacity() == 10  # dry: back to concurrency, until the rate shows again
     assert _capacity_after(worker, 100_000, 1.0) == fast
+    # Jobs held back by a rate limit are not a dry queue: the rate still stands.
+    update_queue_settings("dry", rate_limit_per_sec=1)
+    enqueue_jobs([JobSpec("taskforge.noop", queue="dry") for _ in range(3)])
+    assert len(worker._pop(fast)) == 1  # one second's worth
+    assert worker._pop(fast) == []  # throttled
+    with worker._lock:
+        assert worker._capacity() == fast
     fixed = Worker(WorkerOptions(worker_id="w2", concurrency=5, prefetch=3, queues=["dry"]))
     assert fixed._pop(8) == []
     with fixed._lock:
@@ -121,7 +137,13 @@ def test_claiming_waits_while_the_settler_is_behind() -> None:
         assert worker._claimable() == 10
 
 
-def test_prefetched_jobs_beyond_a_shrunk_prefetch_go_back_once_they_waited(redis_db) -> None:
+def _hoarded_now(worker: Worker) -> dict[uuid.UUID, uuid.UUID]:
+    worker._hoard_checked_at = 0.0  # the claim loop checks at most every GIVE_BACK_SECONDS / 4
+    with worker._lock:
+        return worker._hoarded()
+
+
+def test_prefetched_jobs_beyond_a_shrunk_prefetch_go_back_once_they_waited(redis_db, monkeypatch) -> None:
     """Slots stuck on long jobs: what the old, larger prefetch claimed goes back to the queue."""
     worker = Worker(WorkerOptions(worker_id="w", concurrency=1))
     jobs = claim_jobs(
@@ -136,18 +158,38 @@ def test_prefetched_jobs_beyond_a_shrunk_prefetch_go_back_once_they_waited(redis
             worker._busy += 1
             worker._work.put(held)
         worker._prefetch = 1  # the rate now says: one job ahead is enough
-        assert worker._hoarded() == {}  # they have not waited long enough yet
-        for held in worker._held.values():
-            held.claimed_at -= runtime.GIVE_BACK_SECONDS + 0.1
-        hoarded = worker._hoarded()
-        assert worker._hoarded() == {}  # marked: never given back twice
+    worker._unacked = [job.id for job in jobs]
+    assert _hoarded_now(worker) == {}  # they have not waited long enough yet
+    for held in worker._held.values():
+        held.claimed_at -= runtime.GIVE_BACK_SECONDS + 0.1
+    hoarded = _hoarded_now(worker)
+    assert _hoarded_now(worker) == {}  # marked: never given back twice
     newest = jobs[2:]  # 4 waiting, 1 may stay: the 3 that would start last go back
     assert hoarded == {job.id: job.lease_token for job in newest}
-    worker._release(hoarded)
+
+    # Postgres fails the first release: the jobs stay held (their leases renewed), not left
+    # to lease expiry, which would count an attempt they never ran; the next turn retries.
+    calls = []
+
+    def release_fails_once(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("the server closed the connection")
+        return release_jobs(**kwargs)
+
+    monkeypatch.setattr(runtime, "release_jobs", release_fails_once)
+    assert worker._give_back(hoarded)
+    assert set(worker._held) == {job.id for job in jobs} and worker._giving_back == hoarded
+    assert worker._claim_once()  # retried first, before any pop
+    assert len(calls) == 2 and worker._giving_back == {}
+    assert set(worker._held) == {jobs[0].id, jobs[1].id}
+    assert worker._unacked == [jobs[0].id, jobs[1].id]  # the given-back ids were acked already
     for job in newest:
         stored = Job.objects.get(id=job.id)
         assert (stored.state, stored.attempt_count, stored.lease_token) == (JobState.QUEUED, 0, None)
+        assert stored.queued_at == job.queued_at  # its place in the queue, not behind the backlog
         assert redis_db.zscore(keys.queue_key(stored.queue), str(job.id)) is not None
+        assert redis_db.zscore(keys.INFLIGHT, str(job.id)) is None
     assert Job.objects.get(id=jobs[1].id).state == JobState.RUNNING
     # the slots skip what went back: the running one was taken already, so only jobs[1] runs
     worker._work.get()
