@@ -228,7 +228,8 @@ class Worker:
             self._throttle_counted_at = time.monotonic()
             self._count_throttled()
         if self._giving_back:  # a give-back whose release failed: before anything else
-            return self._give_back({})
+            self._give_back({})
+            return True
         hoarded: dict[uuid.UUID, uuid.UUID] = {}
         with self._lock:
             while not self._stopping.is_set() and not (free := self._claimable()):
@@ -236,7 +237,8 @@ class Worker:
                 if hoarded := self._hoarded():
                     break
         if hoarded:
-            return self._give_back(hoarded)
+            self._give_back(hoarded)
+            return True
         if self._stopping.is_set():
             return True
         token, retrying = uuid.uuid4(), self._unclaimed is not None
@@ -371,8 +373,8 @@ class Worker:
             held.given_back = True
         return {h.job.id: h.job.lease_token for h in waiting[-excess:]}
 
-    def _give_back(self, jobs: dict[uuid.UUID, uuid.UUID]) -> bool:
-        """Releases jobs _hoarded() marked (and any whose release failed before); True.
+    def _give_back(self, jobs: dict[uuid.UUID, uuid.UUID]) -> None:
+        """Releases jobs _hoarded() marked, and any whose release failed before.
 
         They stay in _held, their leases renewed by the heartbeat, until the release is
         written: a job handed back is never left to lease expiry, which would count an attempt
@@ -392,14 +394,13 @@ class Worker:
         ok, _ = _db_safe("give back", lambda: release_jobs(worker_id=self.id, held=pending))
         if not ok:
             self._stopping.wait(RETRY_PAUSE_SECONDS)
-            return True
+            return
         with self._lock:
             for job_id in pending:
                 self._giving_back.pop(job_id, None)
                 entry = self._held.pop(job_id, None)
                 if entry is not None:
                     entry.ctx.mark_lease_lost()
-        return True
 
     def _full(self) -> bool:
         with self._lock:
@@ -678,7 +679,7 @@ class Worker:
                 except queue.Empty:
                     break
                 if held is not None:
-                    if not held.given_back:  # that one is released already
+                    if not held.given_back:  # released, or pending in _giving_back
                         self._unstarted[held.job.id] = held.job.lease_token
                     self._busy -= 1
             unstarted, self._unstarted = {**self._giving_back, **self._unstarted}, {}

@@ -178,7 +178,7 @@ def test_prefetched_jobs_beyond_a_shrunk_prefetch_go_back_once_they_waited(redis
         return release_jobs(**kwargs)
 
     monkeypatch.setattr(runtime, "release_jobs", release_fails_once)
-    assert worker._give_back(hoarded)
+    worker._give_back(hoarded)
     assert set(worker._held) == {job.id for job in jobs} and worker._giving_back == hoarded
     assert worker._claim_once()  # retried first, before any pop
     assert len(calls) == 2 and worker._giving_back == {}
