@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -604,8 +604,14 @@ class Wakeup:
     A missed message only costs the poll interval: the worker pops again after it anyway.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, queues: Collection[str] | None = None) -> None:
+        """`queues`: wake only for these (a worker given --queues); None: for any queue.
+
+        Every idle worker that wakes pops; a worker dedicated to other queues would pop for
+        nothing on each publish.
+        """
         self.event = threading.Event()
+        self._queues = frozenset(queues) if queues else None
         self._thread = threading.Thread(target=self._listen, name="taskforge-wakeup", daemon=True)
 
     def start(self) -> None:
@@ -617,8 +623,9 @@ class Wakeup:
             pubsub = _make_client(socket_timeout=None).pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(keys.WAKEUP_CHANNEL)
-                for _message in pubsub.listen():
-                    self.event.set()
+                for message in pubsub.listen():  # each names the queue that has work
+                    if self._queues is None or message["data"] in self._queues:
+                        self.event.set()
             except (redis.RedisError, OSError, ValueError) as exc:
                 logger.warning("wake-up listener lost redis; retrying", extra={"error": str(exc)})
                 self.event.set()  # make the worker poll while we reconnect

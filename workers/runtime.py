@@ -167,7 +167,7 @@ class Worker:
         self._hurry = threading.Event()  # second signal: skip the grace period
         self._settler_stop = threading.Event()
         self._heartbeat_stop = threading.Event()
-        self._wakeup = broker.Wakeup()
+        self._wakeup = broker.Wakeup(options.queues)
         self._queues: list[str] = list(options.queues or [])
         self._queues_at = 0.0
         self._rotation = 0

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.db import OperationalError
+from django.utils import timezone
 
 from jobs.models import Job
 from jobs.services import (
@@ -19,6 +20,7 @@ from jobs.services import (
     update_queue_settings,
 )
 from jobs.states import JobState
+from tests.conftest import wait_for
 from tests.handlers import EXECUTIONS_KEY
 from workers import broker, keys, runtime
 from workers.runtime import Worker, WorkerOptions
@@ -218,3 +220,22 @@ def test_a_claimed_job_whose_lease_went_while_it_waited_is_not_run(redis_db) -> 
     while not worker._outcomes.empty():
         outcomes.append(worker._outcomes.get_nowait())
     assert [outcome.job_id for outcome in outcomes] == [kept.id]  # only the run one settles
+
+
+def test_a_worker_given_queues_wakes_only_for_them(redis_db) -> None:
+    """Each wake-up names its queue; a worker dedicated to other queues would pop for nothing."""
+    mine, other = f"mine-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+    subscribed = redis_db.pubsub_numsub(keys.WAKEUP_CHANNEL)[0][1]
+    picky, any_queue = broker.Wakeup([mine]), broker.Wakeup()
+    picky.start()
+    any_queue.start()
+    wait_for(
+        lambda: redis_db.pubsub_numsub(keys.WAKEUP_CHANNEL)[0][1] >= subscribed + 2,
+        what="both listeners subscribed",
+    )
+    now = timezone.now()
+    broker.publish([broker.ReadyJob(uuid.uuid4(), other, 0, now)])
+    wait_for(any_queue.event.is_set, what="a worker of every queue woken by another queue")
+    assert not picky.event.is_set()  # the same message reached it: not its queue
+    broker.publish([broker.ReadyJob(uuid.uuid4(), mine, 0, now)])
+    wait_for(picky.event.is_set, what="the dedicated worker woken by its own queue")
