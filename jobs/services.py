@@ -178,8 +178,7 @@ def _resolve(spec: JobSpec, defaults: _Defaults) -> sql.EnqueueRow:
     default_queue, default_options = found
     problems: dict[str, str] = {}
     for name in LIMITS:
-        if (value := getattr(spec, name)) is not None:
-            _check_range(name, value, problems)
+        _check_range(name, getattr(spec, name), problems)
     queue = spec.queue or default_queue
     if not isinstance(queue, str) or not QUEUE_NAME_RE.match(queue):
         problems["queue"] = "must be 1-100 letters, digits or _.:-"

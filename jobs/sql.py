@@ -450,8 +450,8 @@ def models_from_rows[M: models.Model](model: type[M], rows: Iterable[Mapping[str
     What Model.from_db builds, at a third of its cost (a 1,000-job batch builds a thousand):
     Model.__init__ sets each field through setattr and sends pre_init/post_init, which only
     matter when something listens to them or the model overrides __init__ or from_db; then
-    from_db is used. Values are picked by
-    column name, so the table's column order never matters.
+    from_db is used. Values are picked by column name, so the table's column order never
+    matters.
     """
     names, columns = _model_fields(model)
     alias = connection.alias  # a thread-local lookup: once per batch

@@ -369,9 +369,10 @@ class Worker:
         if excess <= 0 or min(h.claimed_at for h in waiting) > now - GIVE_BACK_SECONDS:
             return {}
         waiting.sort(key=lambda h: h.claimed_at)
-        for held in waiting[-excess:]:
+        newest = waiting[-excess:]
+        for held in newest:
             held.given_back = True
-        return {h.job.id: h.job.lease_token for h in waiting[-excess:]}
+        return {h.job.id: h.job.lease_token for h in newest}
 
     def _give_back(self, jobs: dict[uuid.UUID, uuid.UUID]) -> None:
         """Releases jobs _hoarded() marked, and any whose release failed before.
