@@ -322,9 +322,31 @@ def _script(name: str) -> Any:
 def _run_script(name: str, *, keys: list[Any], args: list[Any]) -> Any:
     """Runs a script (EVALSHA, loading it on NOSCRIPT) on this process's current client.
 
-    A Script object otherwise keeps the client it was registered with for good.
+    On a connection of the client's pool with the client's retry (reconnect on a dropped
+    connection), as a command would, but without redis-py's command layer: its per-command
+    observability and option handling cost about 70 µs of CPU per enqueue, a tenth of it.
     """
-    return _script(name)(keys=keys, args=args, client=client())
+    script = _script(name)
+    command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+    pool = client().connection_pool
+    conn = pool.get_connection()
+    try:
+        return conn.retry.call_with_retry(
+            lambda: _evalsha(conn, script.script, command), lambda _error: conn.disconnect()
+        )
+    finally:
+        pool.release(conn)
+
+
+def _evalsha(conn: redis.Connection, source: str, command: tuple[Any, ...]) -> Any:
+    conn.send_command(*command)
+    try:
+        return conn.read_response()
+    except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+        conn.send_command("SCRIPT", "LOAD", source)
+        conn.read_response()
+        conn.send_command(*command)
+        return conn.read_response()
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,27 @@ def test_ready_queue_orders_by_priority_then_age() -> None:
     assert broker.pop_ready(["jobs:ready"], 10, fair=False).ids == [high.id, old.id, new.id, low.id]
 
 
+def test_scripts_run_after_redis_forgot_them_and_after_their_connection_was_killed(redis_db) -> None:
+    from workers import broker
+
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    jobs = [broker.ReadyJob(uuid.uuid4(), queue, 0, timezone.now()) for _ in range(3)]
+    broker.publish(jobs[:1])  # loads the script, opens the pooled connection
+    redis_db.script_flush()  # as a restarted Redis: EVALSHA answers NOSCRIPT
+    broker.publish(jobs[1:2])
+    pool = broker.client().connection_pool
+    conn = pool.get_connection()
+    conn.send_command("CLIENT", "ID")
+    killed = conn.read_response()
+    pool.release(conn)  # the next command takes this connection again
+    killer = pool.connection_class(**pool.connection_kwargs)  # redis_db shares the broker's pool
+    killer.send_command("CLIENT", "KILL", "ID", killed)
+    assert killer.read_response() == 1
+    killer.disconnect()
+    broker.publish(jobs[2:])
+    assert set(redis_db.zrange(keys.queue_key(queue), 0, -1)) == {str(job.id) for job in jobs}
+
+
 def test_one_publish_fills_every_queue_of_a_large_batch_and_wakes_workers(redis_db) -> None:
     from workers import broker
 
