@@ -11,7 +11,11 @@ Each ceiling is measured beside TaskForge's own figure, in the same run, on the 
   jobs into a copy of the table without indexes; against `enqueue_jobs`;
 - HTTP: gunicorn as deployed (2 workers) under wrk with 8 connections: a plain Django view, an
   empty DRF view, the same with the API's authentication (bench/ceiling_urls.py), and
-  `POST /jobs`.
+  `POST /jobs`;
+- latency: enqueue→start at a steady --rate with the bare enqueue and a bare worker process
+  (on each wake-up it pops one id with ZPOPMIN and reads the database clock, where a claim
+  statement stamps `started_at`): the hops TaskForge's path is made of, nothing else; compare
+  with bench/latency.py.
 Prints jobs (or requests) per second per round; writes JSON under bench/results/. Not a test.
 """
 
@@ -24,11 +28,21 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine_busy_seconds, operator_token, reset, setup, start_api, stop, write_result
+from bench.common import (
+    machine_busy_seconds,
+    operator_token,
+    percentiles,
+    reset,
+    setup,
+    start_api,
+    stop,
+    write_result,
+)
 from bench.http_load import run_wrk
 
 # The columns a COPY fills (the rest take their defaults) and their types.
@@ -65,14 +79,13 @@ def per_second(run: Callable[[], None], units: int, rounds: int) -> list[float]:
     return figures
 
 
-def one_by_one(rounds: int, count: int) -> dict[str, list[float]]:
-    """ENQUEUE_ONE and the publish script on bare connections, against enqueue_job."""
+def bare_enqueuer() -> Callable[[], uuid.UUID]:
+    """An enqueue on bare connections: ENQUEUE_ONE, then the publish script; returns the id."""
     import psycopg
     from django.conf import settings
     from django.db import connection
 
     from jobs import sql
-    from jobs.services import enqueue_job
     from workers import broker, keys
 
     pg = psycopg.connect(**connection.get_connection_params(), autocommit=True)  # prepares, as the app
@@ -80,41 +93,91 @@ def one_by_one(rounds: int, count: int) -> dict[str, list[float]]:
     sha = broker.client().script_load(broker._PUBLISH_SCRIPT)
     redis = broker.client().connection_pool.get_connection()
     queue = settings.TASKFORGE.queue_name
-    queue_keys = (keys.QUEUES, keys.queue_key(queue))
+    defaults = (0, None, 5, 1000, 2.0, 60000, False, None, None, None, "")
 
-    def bare() -> None:
-        for _ in range(count):
-            row = sql.EnqueueRow(
-                uuid.uuid4(),
-                queue,
-                "taskforge.noop",
-                "{}",
-                0,
-                None,
-                5,
-                1000,
-                2.0,
-                60000,
-                False,
-                None,
-                None,
-                None,
-                "",
-            )
-            cursor.execute(sql.ENQUEUE_ONE, row._asdict(), binary=True).fetchall()
-            score = broker.ready_score(0, datetime.now(UTC))
-            redis.send_command(
-                "EVALSHA", sha, 2, *queue_keys, keys.WAKEUP_CHANNEL, 1, queue, 1, score, str(row.id)
-            )
-            redis.read_response()
+    def enqueue() -> uuid.UUID:
+        row = sql.EnqueueRow(uuid.uuid4(), queue, "taskforge.noop", "{}", *defaults)
+        cursor.execute(sql.ENQUEUE_ONE, row._asdict(), binary=True).fetchall()
+        score = broker.ready_score(0, datetime.now(UTC))
+        redis.send_command(
+            "EVALSHA",
+            sha,
+            2,
+            keys.QUEUES,
+            keys.queue_key(queue),
+            keys.WAKEUP_CHANNEL,
+            1,
+            queue,
+            1,
+            score,
+            str(row.id),
+        )
+        redis.read_response()
+        return row.id
 
-    def taskforge() -> None:
-        for _ in range(count):
-            enqueue_job("taskforge.noop")
+    return enqueue
 
+
+def one_by_one(rounds: int, count: int) -> dict[str, list[float]]:
+    """The bare enqueue against enqueue_job."""
+    from jobs.services import enqueue_job
+
+    bare = bare_enqueuer()
     return {
-        "bare statement + publish": per_second(bare, count, rounds),
-        "enqueue_job": per_second(taskforge, count, rounds),
+        "bare statement + publish": per_second(lambda: [bare() for _ in range(count)], count, rounds),
+        "enqueue_job": per_second(
+            lambda: [enqueue_job("taskforge.noop") for _ in range(count)], count, rounds
+        ),
+    }
+
+
+def _bare_worker(ready: Connection, count: int) -> None:
+    """A worker's hops on bare connections: on each wake-up pop the ids, then a claim's clock.
+
+    Sends back {job id: the database clock at the start of its "claim" statement}.
+    """
+    import psycopg
+    from django.conf import settings
+    from django.db import connection
+
+    from workers import broker, keys
+
+    pg = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+    redis = broker._make_client(socket_timeout=None)
+    wakeups = redis.pubsub(ignore_subscribe_messages=True)
+    wakeups.subscribe(keys.WAKEUP_CHANNEL)
+    queue = keys.queue_key(settings.TASKFORGE.queue_name)
+    started: dict[str, float] = {}
+    ready.send(True)
+    while len(started) < count:
+        wakeups.get_message(timeout=1.0)  # a wake-up, or a second without one
+        for job_id, _score in redis.zpopmin(queue, 100):
+            (started[job_id],) = pg.execute("SELECT extract(epoch FROM now())::float8").fetchone()
+    ready.send(started)
+
+
+def latency(rate: float, count: int) -> dict[str, dict[str, float]]:
+    """Enqueue→start of the bare enqueue and worker at a steady rate: the hops, no TaskForge."""
+    import multiprocessing
+
+    from django.db import connections
+
+    bare = bare_enqueuer()
+    connections.close_all()  # the child opens its own
+    ours, theirs = multiprocessing.Pipe()
+    worker = multiprocessing.get_context("fork").Process(target=_bare_worker, args=(theirs, count))
+    worker.start()
+    ours.recv()
+    sent = {}
+    start = time.perf_counter()
+    for i in range(count):
+        time.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        before = time.time()
+        sent[str(bare())] = before
+    started = ours.recv()
+    worker.join()
+    return {
+        "bare enqueue→start, ms": percentiles([(started[job_id] - at) * 1000 for job_id, at in sent.items()])
     }
 
 
@@ -219,37 +282,45 @@ def http(env: dict[str, str], rounds: int, seconds: float) -> dict[str, list[dic
     return figures
 
 
+def _shown(values: list | dict) -> str:
+    if isinstance(values, dict):  # percentiles
+        return "  ".join(f"{point} {ms:.2f}" for point, ms in values.items())
+    return ", ".join(
+        f"{v:,.0f}" if isinstance(v, int) else f"{v['per_sec']:,.0f} ({v['machine_cpu_ms']} ms of CPU)"
+        for v in values
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sections", default="http,single,batch,latency", help="which, in this order")
     parser.add_argument("--single-jobs", type=int, default=3000, help="jobs per round, one by one")
     parser.add_argument("--batch-jobs", type=int, default=20_000, help="jobs per round, in batches of 1,000")
     parser.add_argument("--seconds", type=float, default=8.0, help="wrk seconds per endpoint and round")
+    parser.add_argument("--rate", type=float, default=100.0, help="jobs per second of the latency run")
+    parser.add_argument("--latency-jobs", type=int, default=2000, help="jobs of the latency run")
     args = parser.parse_args()
 
     env = setup()
+    sections = {
+        "http": ("HTTP, requests/s (machine CPU per request)", lambda: http(env, args.rounds, args.seconds)),
+        "single": ("one by one, jobs/s", lambda: one_by_one(args.rounds, args.single_jobs)),
+        "batch": ("batches of 1,000, jobs/s", lambda: batches(args.rounds, args.batch_jobs)),
+        "latency": (f"latency at {args.rate:g} jobs/s", lambda: latency(args.rate, args.latency_jobs)),
+    }
     result = {}
     # Each on emptied tables, HTTP first: vacuuming what the batches wrote would load the CPU.
-    for section, measure in (
-        ("HTTP, requests/s (machine CPU per request)", lambda: http(env, args.rounds, args.seconds)),
-        ("one by one, jobs/s", lambda: one_by_one(args.rounds, args.single_jobs)),
-        ("batches of 1,000, jobs/s", lambda: batches(args.rounds, args.batch_jobs)),
-    ):
+    for key in args.sections.split(","):
         reset()
-        result[section] = measure()
+        title, measure = sections[key]
+        result[title] = measure()
     for section, figures in result.items():
         print(section)
         for name, values in figures.items():
-            shown = (
-                f"{v:,.0f}"
-                if isinstance(v, int)
-                else f"{v['per_sec']:,.0f} ({v['machine_cpu_ms']} ms of CPU)"
-                for v in values
-            )
-            print(f"  {name:40} {', '.join(shown)}")
-    reset()
+            print(f"  {name:40} {_shown(values)}")
     write_result("ceilings", {"args": vars(args), **result})
 
 
