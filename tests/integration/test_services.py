@@ -214,24 +214,33 @@ def test_ready_queue_orders_by_priority_then_age() -> None:
     assert broker.pop_ready(["jobs:ready"], 10, fair=False).ids == [high.id, old.id, new.id, low.id]
 
 
-def test_scripts_run_after_redis_forgot_them_and_after_their_connection_was_killed(redis_db) -> None:
+def test_a_script_runs_when_redis_forgot_it_and_its_connection_died_under_it(redis_db, monkeypatch) -> None:
+    """As after a Redis restart mid-command: the retry reconnects, NOSCRIPT loads the script."""
     from workers import broker
 
     queue = f"q-{uuid.uuid4().hex[:8]}"
-    jobs = [broker.ReadyJob(uuid.uuid4(), queue, 0, timezone.now()) for _ in range(3)]
-    broker.publish(jobs[:1])  # loads the script, opens the pooled connection
-    redis_db.script_flush()  # as a restarted Redis: EVALSHA answers NOSCRIPT
-    broker.publish(jobs[1:2])
+    jobs = [broker.ReadyJob(uuid.uuid4(), queue, 0, timezone.now()) for _ in range(2)]
+    broker.publish(jobs[:1])  # the script loaded, the pooled connection open
+    redis_db.script_flush()
     pool = broker.client().connection_pool
-    conn = pool.get_connection()
-    conn.send_command("CLIENT", "ID")
-    killed = conn.read_response()
-    pool.release(conn)  # the next command takes this connection again
-    killer = pool.connection_class(**pool.connection_kwargs)  # redis_db shares the broker's pool
-    killer.send_command("CLIENT", "KILL", "ID", killed)
-    assert killer.read_response() == 1
-    killer.disconnect()
-    broker.publish(jobs[2:])
+    checkout = pool.get_connection
+    killed = []
+
+    def checkout_then_kill(*args: object, **kwargs: object) -> object:
+        """Kills the connection after the pool's own check of it, so only a retry can help."""
+        conn = checkout(*args, **kwargs)
+        conn.send_command("CLIENT", "ID")
+        client_id = conn.read_response()
+        killer = pool.connection_class(**pool.connection_kwargs)
+        killer.send_command("CLIENT", "KILL", "ID", client_id)
+        killed.append(killer.read_response())
+        killer.disconnect()
+        monkeypatch.setattr(pool, "get_connection", checkout)  # once
+        return conn
+
+    monkeypatch.setattr(pool, "get_connection", checkout_then_kill)
+    broker.publish(jobs[1:])
+    assert killed == [1]
     assert set(redis_db.zrange(keys.queue_key(queue), 0, -1)) == {str(job.id) for job in jobs}
 
 
