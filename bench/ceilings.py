@@ -2,20 +2,23 @@
 
     python bench/ceilings.py --rounds 2 --seconds 8
 
-Each ceiling is measured beside TaskForge's own figure, in the same run, on the bench database:
+Each ceiling but latency is measured beside TaskForge's own figure in the same run, each variant
+on emptied tables of the bench database:
 - one by one: the very statement an enqueue runs (ENQUEUE_ONE: the job and its `created`
   event, one autocommit) and the publish script, through bare psycopg and redis-py
   connections, without Django, validation or models; against `enqueue_job`;
 - batches of 1,000: binary COPY of the jobs and their `created` events in one transaction (the
   cheapest way into the table, with its indexes and checks), of the jobs alone, and of the
-  jobs into a copy of the table without indexes; against `enqueue_jobs`;
+  jobs into a copy of the table without indexes, Postgres only; against `enqueue_jobs`, which
+  also validates, returns the jobs and publishes them;
 - HTTP: gunicorn as deployed (2 workers) under wrk with 8 connections: a plain Django view, an
-  empty DRF view, the same with the API's authentication (bench/ceiling_urls.py), and
-  `POST /jobs`;
+  empty DRF view, the same with the API's token authentication (bench/ceiling_urls.py; its
+  permission is IsAuthenticated, the API's role check reads what that statement returned),
+  and `POST /jobs`;
 - latency: enqueue→start at a steady --rate with the bare enqueue and a bare worker process
-  (on each wake-up it pops one id with ZPOPMIN and reads the database clock, where a claim
-  statement stamps `started_at`): the hops TaskForge's path is made of, nothing else; compare
-  with bench/latency.py.
+  (on each wake-up it pops what is ready with ZPOPMIN and reads the database clock once, where
+  a claim statement stamps `started_at`): the hops TaskForge's path is made of, nothing else; run
+  bench/latency.py right after to compare.
 Prints jobs (or requests) per second per round; writes JSON under bench/results/. Not a test.
 """
 
@@ -68,8 +71,14 @@ COPY_COLUMNS = {
 }
 
 
-def per_second(run: Callable[[], None], units: int, rounds: int) -> list[float]:
-    """Units per second of run(), once per round after one warm-up call."""
+def per_second(
+    run: Callable[[], None], units: int, rounds: int, prepare: Callable[[], None] = reset
+) -> list[float]:
+    """Units per second of run(), once per round after one warm-up call.
+
+    prepare() empties the tables first, so no variant runs against what the one before wrote.
+    """
+    prepare()
     run()
     figures = []
     for _ in range(rounds):
@@ -131,7 +140,7 @@ def one_by_one(rounds: int, count: int) -> dict[str, list[float]]:
     }
 
 
-def _bare_worker(ready: Connection, count: int) -> None:
+def _bare_worker(ready: Connection, count: int, rate: float) -> None:
     """A worker's hops on bare connections: on each wake-up pop the ids, then a claim's clock.
 
     Sends back {job id: the database clock at the start of its "claim" statement}.
@@ -149,15 +158,21 @@ def _bare_worker(ready: Connection, count: int) -> None:
     queue = keys.queue_key(settings.TASKFORGE.queue_name)
     started: dict[str, float] = {}
     ready.send(True)
-    while len(started) < count:
+    deadline = time.monotonic() + count / rate + 60
+    while len(started) < count and time.monotonic() < deadline:
         wakeups.get_message(timeout=1.0)  # a wake-up, or a second without one
-        for job_id, _score in redis.zpopmin(queue, 100):
-            (started[job_id],) = pg.execute("SELECT extract(epoch FROM now())::float8").fetchone()
+        popped = redis.zpopmin(queue, 100)
+        if popped:  # one clock for the lot, as one claim statement stamps them all
+            (now,) = pg.execute("SELECT extract(epoch FROM now())::float8").fetchone()
+            started.update((job_id, now) for job_id, _score in popped)
     ready.send(started)
 
 
 def latency(rate: float, count: int) -> dict[str, dict[str, float]]:
-    """Enqueue→start of the bare enqueue and worker at a steady rate: the hops, no TaskForge."""
+    """Enqueue→start of the bare enqueue and worker at a steady rate: the hops, no TaskForge.
+
+    The first tenth warms up (connections, prepared statement) and is left out.
+    """
     import multiprocessing
 
     from django.db import connections
@@ -165,8 +180,10 @@ def latency(rate: float, count: int) -> dict[str, dict[str, float]]:
     bare = bare_enqueuer()
     connections.close_all()  # the child opens its own
     ours, theirs = multiprocessing.Pipe()
-    worker = multiprocessing.get_context("fork").Process(target=_bare_worker, args=(theirs, count))
+    context = multiprocessing.get_context("fork")
+    worker = context.Process(target=_bare_worker, args=(theirs, count, rate), daemon=True)
     worker.start()
+    theirs.close()  # so a dead worker reads as EOF here, not as a wait forever
     ours.recv()
     sent = {}
     start = time.perf_counter()
@@ -174,66 +191,49 @@ def latency(rate: float, count: int) -> dict[str, dict[str, float]]:
         time.sleep(max(0.0, start + i / rate - time.perf_counter()))
         before = time.time()
         sent[str(bare())] = before
+    if not ours.poll(60):
+        raise SystemExit("the bare worker did not report: did it pop every job?")
     started = ours.recv()
     worker.join()
-    return {
-        "bare enqueue→start, ms": percentiles([(started[job_id] - at) * 1000 for job_id, at in sent.items()])
-    }
+    missing = len(sent) - len(started)
+    if missing:
+        raise SystemExit(f"the bare worker never saw {missing} jobs")
+    measured = list(sent.items())[count // 10 :]
+    return {"bare enqueue→start, ms": percentiles([(started[job_id] - at) * 1000 for job_id, at in measured])}
 
 
 def batches(rounds: int, count: int) -> dict[str, list[float]]:
     """Binary COPY of 1,000 jobs (with events, alone, without indexes), against enqueue_jobs."""
     import psycopg
+    from django.conf import settings
     from django.db import connection
 
     from jobs.services import JobSpec, enqueue_jobs
 
     pg = psycopg.connect(**connection.get_connection_params())
-    pg.execute(
-        "CREATE TABLE IF NOT EXISTS bench_jobs_bare (LIKE jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-    )
+    pg.execute("DROP TABLE IF EXISTS bench_jobs_bare")
+    pg.execute("CREATE TABLE bench_jobs_bare (LIKE jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     pg.commit()
     columns = ", ".join(COPY_COLUMNS)
+    copy_events = "COPY job_events (job_id, type, at, attempt, details) FROM STDIN (FORMAT BINARY)"
+    # A noop job as enqueue_jobs stores it, in COPY_COLUMNS' order from `queue` to `jitter`.
+    job = (settings.TASKFORGE.queue_name, "taskforge.noop", {}, "QUEUED", 0, 0, 5, 1000, 2.0, 60000, False)
 
     def copy(table: str, events: bool) -> Callable[[], None]:
         def run() -> None:
             for _ in range(count // 1000):
                 with pg.transaction():
-                    (now,) = pg.execute("SELECT now()").fetchone()
+                    (now,) = pg.execute("SELECT now()").fetchone()  # what the defaults would say
                     ids = [uuid.uuid4() for _ in range(1000)]
                     with pg.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as rows:
                         rows.set_types(list(COPY_COLUMNS.values()))
                         for job_id in ids:
-                            rows.write_row(
-                                (
-                                    job_id,
-                                    "default",
-                                    "taskforge.noop",
-                                    "{}",
-                                    "QUEUED",
-                                    0,
-                                    0,
-                                    5,
-                                    1000,
-                                    2.0,
-                                    60000,
-                                    False,
-                                    now,
-                                    now,
-                                    False,
-                                    "",
-                                    now,
-                                    now,
-                                )
-                            )
+                            rows.write_row((job_id, *job, now, now, False, "", now, now))
                     if events:
-                        copy_sql = (
-                            "COPY job_events (job_id, type, at, attempt, details) FROM STDIN (FORMAT BINARY)"
-                        )
-                        with pg.cursor().copy(copy_sql) as rows:
+                        with pg.cursor().copy(copy_events) as rows:
                             rows.set_types(["uuid", "text", "timestamptz", "int4", "jsonb"])
                             for job_id in ids:
-                                rows.write_row((job_id, "created", now, 0, '{"state": "QUEUED"}'))
+                                rows.write_row((job_id, "created", now, 0, {"state": "QUEUED"}))
 
         return run
 
@@ -241,15 +241,25 @@ def batches(rounds: int, count: int) -> dict[str, list[float]]:
         for _ in range(count // 1000):
             enqueue_jobs([JobSpec("taskforge.noop") for _ in range(1000)])
 
-    figures = {
-        "COPY jobs + created events": per_second(copy("jobs", True), count, rounds),
-        "COPY jobs alone": per_second(copy("jobs", False), count, rounds),
-        "COPY jobs into a table without indexes": per_second(copy("bench_jobs_bare", False), count, rounds),
-        "enqueue_jobs": per_second(taskforge, count, rounds),
-    }
-    pg.execute("DROP TABLE bench_jobs_bare")
-    pg.commit()
-    return figures
+    def empty_bare_table() -> None:
+        reset()
+        pg.execute("TRUNCATE bench_jobs_bare")
+        pg.commit()
+
+    try:
+        return {
+            "COPY jobs + created events (Postgres only)": per_second(copy("jobs", True), count, rounds),
+            "COPY jobs alone (Postgres only)": per_second(copy("jobs", False), count, rounds),
+            "COPY jobs, table without indexes": per_second(
+                copy("bench_jobs_bare", False), count, rounds, prepare=empty_bare_table
+            ),
+            "enqueue_jobs (also publishes)": per_second(taskforge, count, rounds),
+        }
+    finally:
+        pg.rollback()
+        pg.execute("DROP TABLE bench_jobs_bare")
+        pg.commit()
+        pg.close()
 
 
 def http(env: dict[str, str], rounds: int, seconds: float) -> dict[str, list[dict[str, float]]]:
@@ -269,7 +279,8 @@ def http(env: dict[str, str], rounds: int, seconds: float) -> dict[str, list[dic
                 busy = machine_busy_seconds()
                 summary = run_wrk(path, body, token, seconds, 8, 2)
                 busy = machine_busy_seconds() - busy
-                if summary["non_2xx"] or summary["timeouts"]:
+                failed = ("non_2xx", "timeouts", "connect_errors", "read_errors", "write_errors")
+                if any(summary[key] for key in failed):
                     raise SystemExit(f"{path}: {summary}")
                 figures.setdefault(path, []).append(
                     {
