@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -128,6 +129,61 @@ def test_claim_is_guarded_and_counts_the_attempt() -> None:
     job.refresh_from_db()
     assert job.state == JobState.RUNNING and job.lease_owner == "w1" and job.attempt_count == 1
     assert _events(job.id) == ["created", "claimed"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "burst_state"),
+    [
+        ("CLAIM_JOBS", "QUEUED"),
+        ("QUEUED_JOBS_BY_ID", "QUEUED"),
+        ("CANCEL_JOBS", "QUEUED"),
+        ("DEAD_LETTER_JOBS", "QUEUED"),
+        ("ADOPT_CLAIMED", "RUNNING"),
+        ("RENEW_LEASES", "RUNNING"),
+        ("SETTLE_JOBS", "RUNNING"),
+        ("RELEASE_JOBS", "RUNNING"),
+    ],
+)
+def test_lookups_by_id_use_the_primary_key_when_statistics_miss_a_burst(statement, burst_state) -> None:
+    """As right after a burst of enqueues or claims, before autovacuum analyzes the table again:
+    the statistics say few jobs are QUEUED or RUNNING, and a partial index on state looks cheap.
+    """
+    import psycopg
+    from django.db import connection
+
+    from jobs import sql
+
+    to_running = (
+        "UPDATE jobs SET state = 'RUNNING', lease_owner = 'w', lease_token = gen_random_uuid(),"
+        " lease_expires_at = now() + interval '1 minute', started_at = now() WHERE state = 'QUEUED'"
+    )
+    enqueue_jobs([JobSpec("taskforge.noop") for _ in range(3000)])
+    with connection.cursor() as cursor:  # they all ran, and the statistics saw that
+        cursor.execute(to_running)
+        cursor.execute("UPDATE jobs SET state = 'SUCCEEDED', lease_token = NULL, finished_at = now()")
+        cursor.execute("ANALYZE jobs")
+    enqueue_jobs([JobSpec("taskforge.noop") for _ in range(3000)])  # then a burst
+    if burst_state == "RUNNING":
+        with connection.cursor() as cursor:
+            cursor.execute(to_running)
+    ids = list(Job.objects.filter(state=burst_state).values_list("id", flat=True)[:50])
+    n = len(ids)
+    params = {
+        **{name: [None] * n for name in ("results", "errors", "tracebacks", "delays", "reasons")},
+        "ids": ids,
+        "tokens": [uuid.uuid4()] * n,
+        "states": ["SUCCEEDED"] * n,
+        "exception_classes": [None] * n,
+        "worker": "w",
+        "token": uuid.uuid4(),
+        "lease_ms": 30_000,
+        "actor": "test",
+        "reason": "test",
+    }
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(f"EXPLAIN {getattr(sql, statement)}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert set(re.findall(r"\bjobs_\w+", plan)) == {"jobs_pkey"}, plan  # no other index of jobs
 
 
 def test_settle_success_is_fenced_by_the_lease_token() -> None:
