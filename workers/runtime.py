@@ -560,10 +560,18 @@ class Worker:
         return merged
 
     def _flush(self, outcomes: list[Outcome]) -> bool:
+        # Taken before the settle: a heartbeat whose renewal ran after the settle committed finds
+        # these jobs no longer RUNNING and drops them from _held, so they would go uncounted.
+        with self._lock:
+            held = {o.job_id: self._held.get(o.job_id) for o in outcomes}
         settled = self._settle(outcomes)
         if settled is None:
             return False  # keep them; the heartbeat keeps their leases alive meanwhile
-        self._record_settled(settled)
+        metrics.record_settled(  # success/failure and runtime; fenced-out attempts do not count
+            (h.job.queue, state, h.runtime)
+            for job_id, state in settled.items()
+            if (h := held.get(job_id)) is not None
+        )
         for outcome in outcomes:
             if outcome.job_id not in settled:
                 logger.warning(
@@ -576,12 +584,6 @@ class Worker:
             self._slot_free.notify()  # the claim loop may be waiting for the settler
         self._free_slots(o.job_id for o in outcomes)
         return True
-
-    def _record_settled(self, settled: dict[uuid.UUID, str]) -> None:
-        """Success/failure and runtime per settled attempt (fenced-out ones did not count)."""
-        with self._lock:
-            held = [(self._held.get(job_id), state) for job_id, state in settled.items()]
-        metrics.record_settled((h.job.queue, state, h.runtime) for h, state in held if h is not None)
 
     # ---- heartbeat -----------------------------------------------------------------------
     def _watchdog_loop(self) -> None:

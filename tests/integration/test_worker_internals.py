@@ -239,3 +239,27 @@ def test_a_worker_given_queues_wakes_only_for_them(redis_db) -> None:
     assert not picky.event.is_set()  # the same message reached it: not its queue
     broker.publish([broker.ReadyJob(uuid.uuid4(), mine, 0, now)])
     wait_for(picky.event.is_set, what="the dedicated worker woken by its own queue")
+
+
+def test_a_settled_attempt_counts_even_if_a_heartbeat_drops_it_before_it_is_recorded(
+    redis_db, monkeypatch
+) -> None:
+    from workers import metrics
+
+    metrics.flush()  # what earlier tests recorded goes before this test's Redis is emptied
+    redis_db.flushdb()
+    worker = Worker(WorkerOptions(worker_id="w", concurrency=1))
+    (job,) = claim_jobs(worker_id="w", ids=[enqueue_job("taskforge.noop").job.id], lease_seconds=30)
+    worker._held[job.id] = runtime._Held(job, worker._context(job), done=True)
+    settle = worker._settle
+
+    def settle_then_beat(outcomes: list[Outcome]) -> dict[uuid.UUID, str] | None:
+        settled = settle(outcomes)
+        worker._beat()  # its renewal no longer finds the job RUNNING, so it drops it
+        assert job.id not in worker._held
+        return settled
+
+    monkeypatch.setattr(worker, "_settle", settle_then_beat)
+    assert worker._flush([Outcome.success(job, None)])
+    metrics.flush()
+    assert broker.throughput(2).get((job.queue, "succeeded")) == 1
