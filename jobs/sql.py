@@ -20,6 +20,8 @@ from django.db import OperationalError, connection, models
 from django.db.models import signals
 from django.db.models.base import ModelState
 
+from jobs.states import JobState
+
 DEADLOCK_RETRIES = 3
 
 # Columns the worker needs to run a job; keep in sync with workers.runtime.ClaimedJob.
@@ -148,8 +150,11 @@ def _state_in(*states: str, table: str = "") -> str:
     likewise over every RUNNING job, so their cost grew with the backlog. The planner does not
     look inside a CASE.
     """
+    unknown = set(states) - set(JobState.values)
+    if unknown:  # the names go into the SQL text
+        raise ValueError(f"not job states: {sorted(unknown)}")
     column = f"{table}.state" if table else "state"
-    return f"CASE WHEN {column} IN ({', '.join(repr(state) for state in states)}) THEN true END"
+    return f"CASE WHEN {column} IN ({', '.join(f"'{state}'" for state in states)}) THEN true END"
 
 
 _ACTIVE_STATES = ("PENDING", "QUEUED", "RETRYING", "RUNNING")
@@ -279,7 +284,7 @@ WITH due AS (
   FOR NO KEY UPDATE SKIP LOCKED
 ), moved AS (
   UPDATE jobs j SET state = 'QUEUED', queued_at = now(), updated_at = now()
-  FROM due WHERE j.id = due.id AND j.state IN ('PENDING', 'RETRYING')
+  FROM due WHERE j.id = due.id AND {_state_in("PENDING", "RETRYING", table="j")}
   RETURNING j.id, j.queue, j.priority, j.queued_at, j.attempt_count, j.traceparent, j.job_type
 ), events AS (
   INSERT INTO job_events (job_id, type, at, attempt, details)
@@ -309,7 +314,8 @@ WITH expired AS (
     last_error = 'lease expired',
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
   FROM expired e
-  WHERE j.id = e.id AND j.state = 'RUNNING' AND j.lease_expires_at < now()
+  WHERE j.id = e.id  -- the re-check in a CASE, as in _state_in (lease_expires_at too: an index)
+    AND CASE WHEN j.state = 'RUNNING' AND j.lease_expires_at < now() THEN true END
   RETURNING j.id, j.state, j.queue, j.priority, j.queued_at, j.job_type, j.payload,
             j.attempt_count, j.last_error, e.lease_owner, 'attempts exhausted'::text AS reason
 ), events AS (
