@@ -20,7 +20,7 @@ from django.db import OperationalError, connection, models
 from django.db.models import signals
 from django.db.models.base import ModelState
 
-from jobs.states import JobState
+from jobs.states import ACTIVE_STATES, JobState
 
 DEADLOCK_RETRIES = 3
 
@@ -150,14 +150,10 @@ def _state_in(*states: str, table: str = "") -> str:
     likewise over every RUNNING job, so their cost grew with the backlog. The planner does not
     look inside a CASE.
     """
-    unknown = set(states) - set(JobState.values)
-    if unknown:  # the names go into the SQL text
-        raise ValueError(f"not job states: {sorted(unknown)}")
+    names = [JobState(state).value for state in states]  # ValueError for others: they go into SQL
     column = f"{table}.state" if table else "state"
-    return f"CASE WHEN {column} IN ({', '.join(f"'{state}'" for state in states)}) THEN true END"
+    return f"CASE WHEN {column} IN ({', '.join(f"'{name}'" for name in names)}) THEN true END"
 
-
-_ACTIVE_STATES = ("PENDING", "QUEUED", "RETRYING", "RUNNING")
 
 # -- claim_jobs --
 # Claims the popped ids that are still QUEUED, under one lease token per batch (fencing pairs
@@ -379,7 +375,7 @@ SELECT {_READY_COLUMNS} FROM moved
 CANCEL_JOBS = f"""
 WITH prev AS (
   SELECT id, state FROM jobs
-  WHERE id = ANY(%(ids)s::uuid[]) AND {_state_in(*_ACTIVE_STATES)}
+  WHERE id = ANY(%(ids)s::uuid[]) AND {_state_in(*sorted(ACTIVE_STATES))}
     AND NOT cancel_requested
   ORDER BY id FOR NO KEY UPDATE
 ), moved AS (
@@ -404,7 +400,7 @@ SELECT id, state, queue FROM moved
 DEAD_LETTER_JOBS = f"""
 WITH prev AS (
   SELECT id, state FROM jobs
-  WHERE id = ANY(%(ids)s::uuid[]) AND {_state_in(*_ACTIVE_STATES)}
+  WHERE id = ANY(%(ids)s::uuid[]) AND {_state_in(*sorted(ACTIVE_STATES))}
   ORDER BY id FOR NO KEY UPDATE
 ), moved AS (
   UPDATE jobs j SET state = 'DLQ', finished_at = now(), updated_at = now(),

@@ -470,5 +470,5 @@ def test_state_checks_take_only_job_states() -> None:
     from jobs import sql
 
     assert sql._state_in("QUEUED", table="j") == "CASE WHEN j.state IN ('QUEUED') THEN true END"
-    with pytest.raises(ValueError, match="not job states"):
+    with pytest.raises(ValueError, match="is not a valid JobState"):
         sql._state_in("QUEUED') OR (true")  # the names go into the SQL text
