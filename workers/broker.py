@@ -316,6 +316,8 @@ _SCRIPTS = {
 
 @functools.cache
 def _script(name: str) -> Any:
+    """The script's sha and source (redis-py computes the sha); _run_script runs it on the
+    current client, not on the one it was registered with."""
     return client().register_script(_SCRIPTS[name])
 
 
